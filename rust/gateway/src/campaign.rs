@@ -1,0 +1,387 @@
+//! A campaign as the gateway sees it: its members (connected clients) and its router thread, which
+//! turns the host's commands into messages in the members' outboxes.
+//!
+//! How it works:
+//! - The router is a plain thread blocked on the crossbeam command channel (the host side must never
+//!   wait, and a tokio task cannot wait on crossbeam). It runs until the host drops its
+//!   [`CampaignLink`](crate::CampaignLink) or the gateway stops.
+//! - Broadcast events are encoded once and the encoded buffer is shared by every member's outbox.
+//!   A snapshot is wrapped once in an `Arc`; each client's writer encodes it for that client.
+//! - Members are in a `std` mutex: taken by the router for one fan-out and by sessions to join or
+//!   leave, never across an `.await`. Lock order is members → outbox, never the reverse.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use nexus_sim::state::ClientId;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::auth::Role;
+use crate::link::{HostCommand, HostEvent, Target};
+use crate::metrics::{CampaignMetrics, Metrics};
+use crate::outbox::{
+    CloseRequest, JoinPhase, Outbox, Reliable, ReliablePush, StateItem, StatePush,
+};
+use crate::server::Shared;
+use crate::wire::{self, Encoding, SharedState, codes};
+
+/// What the router needs to know about a member to welcome it.
+#[derive(Clone, Debug)]
+pub(crate) struct MemberInfo {
+    pub name: String,
+    pub role: Role,
+    pub interest_radius: f32,
+    pub encoding: Encoding,
+}
+
+struct Member {
+    outbox: Arc<Outbox>,
+    info: MemberInfo,
+    welcomed: bool,
+}
+
+/// Why a client event could not be queued for the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HostSendError {
+    /// The host's queue is full (it is not keeping up).
+    Busy,
+    /// The campaign has closed.
+    Closed,
+}
+
+/// One open campaign.
+pub(crate) struct Campaign {
+    pub id: Arc<str>,
+    /// Client events to the host (bounded; connection tasks `try_send`).
+    pub to_host: Sender<HostEvent>,
+    pub metrics: Arc<CampaignMetrics>,
+    members: Mutex<HashMap<ClientId, Member>>,
+    closed: Arc<AtomicBool>,
+    /// Client events queued for the host and not yet polled (shared with the link, which
+    /// decrements it): the channel is unbounded so that joins and leaves are never lost, and this
+    /// count bounds everything else.
+    queued: Arc<AtomicUsize>,
+    queue_capacity: usize,
+    /// Tick of the newest published snapshot (for pongs).
+    latest_tick: AtomicU64,
+    /// State messages per second the host publishes (told to clients in the welcome).
+    state_rate: AtomicU32,
+}
+
+impl Campaign {
+    pub fn new(
+        id: Arc<str>,
+        to_host: Sender<HostEvent>,
+        closed: Arc<AtomicBool>,
+        queued: Arc<AtomicUsize>,
+        queue_capacity: usize,
+    ) -> Self {
+        Campaign {
+            id,
+            to_host,
+            metrics: Arc::default(),
+            members: Mutex::default(),
+            closed,
+            queued,
+            queue_capacity,
+            latest_tick: AtomicU64::new(0),
+            state_rate: AtomicU32::new(0),
+        }
+    }
+
+    /// Queues a client event for the host. Lifecycle events (joins, leaves) always go in; others
+    /// are refused when the host is `queue_capacity` events behind.
+    pub fn send_to_host(&self, event: HostEvent, lifecycle: bool) -> Result<(), HostSendError> {
+        if self.is_closed() {
+            return Err(HostSendError::Closed);
+        }
+        if !lifecycle && self.queued.load(Ordering::Acquire) >= self.queue_capacity {
+            return Err(HostSendError::Busy);
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.to_host.send(event).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            HostSendError::Closed
+        })
+    }
+
+    pub fn latest_tick(&self) -> u64 {
+        self.latest_tick.load(Ordering::Relaxed)
+    }
+
+    fn members(&self) -> MutexGuard<'_, HashMap<ClientId, Member>> {
+        // Map operations cannot be left half-done by a panic elsewhere; keep serving.
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Adds a joining client; false if the campaign has closed meanwhile.
+    pub fn add_member(&self, client_id: ClientId, outbox: Arc<Outbox>, info: MemberInfo) -> bool {
+        let mut members = self.members();
+        // Checked under the lock: `close` also takes it, so no member can slip in after it.
+        if self.is_closed() {
+            return false;
+        }
+        members.insert(
+            client_id,
+            Member {
+                outbox,
+                info,
+                welcomed: false,
+            },
+        );
+        true
+    }
+
+    /// Removes a client; true if it was a member.
+    pub fn remove_member(&self, client_id: ClientId) -> bool {
+        match self.members().remove(&client_id) {
+            Some(member) => {
+                if member.welcomed {
+                    Metrics::dec(&self.metrics.clients);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Starts the router thread of `campaign`.
+pub(crate) fn spawn_router(
+    shared: Arc<Shared>,
+    campaign: Arc<Campaign>,
+    commands: Receiver<HostCommand>,
+    stop: Receiver<()>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("nexus-gw-{}", short(&campaign.id)))
+        .spawn(move || {
+            let router = Router { shared, campaign };
+            loop {
+                crossbeam_channel::select! {
+                    recv(commands) -> command => match command {
+                        Ok(command) => router.handle(command),
+                        Err(_) => break, // the host dropped its link
+                    },
+                    recv(stop) -> _ => break, // the gateway is stopping (sender dropped)
+                }
+            }
+            router.close();
+        })
+}
+
+/// Thread names are limited to 15 bytes on Linux; keep the campaign's prefix.
+fn short(id: &str) -> &str {
+    let mut end = id.len().min(8);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
+struct Router {
+    shared: Arc<Shared>,
+    campaign: Arc<Campaign>,
+}
+
+impl Router {
+    fn handle(&self, command: HostCommand) {
+        match command {
+            HostCommand::Welcome {
+                client_id,
+                avatar_id,
+                world_state,
+            } => self.welcome(client_id, avatar_id, &world_state),
+            HostCommand::State { snapshot, acks } => self.state(*snapshot, acks),
+            HostCommand::Events(events) => {
+                for event in &events {
+                    if let Some(text) = wire::world_event_text(event, &self.campaign.id) {
+                        self.broadcast(Target::All, Utf8Bytes::from(text));
+                    }
+                }
+            }
+            HostCommand::Send { target, envelope } => {
+                self.broadcast(target, Utf8Bytes::from(envelope.to_json()));
+            }
+            HostCommand::Reject {
+                client_id,
+                code,
+                message,
+            } => self.reject(client_id, &code, &message),
+            HostCommand::Kick {
+                client_id,
+                code,
+                message,
+            } => self.kick(client_id, code, message),
+            HostCommand::StateRate(rate) => self.campaign.state_rate.store(rate, Ordering::Relaxed),
+            HostCommand::TickTime(duration) => {
+                let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+                self.campaign.metrics.record_tick(nanos);
+            }
+        }
+    }
+
+    fn welcome(
+        &self,
+        client_id: ClientId,
+        avatar_id: nexus_sim::state::ObjectId,
+        world_state: &nexus_sim::state::WorldState,
+    ) {
+        let mut members = self.campaign.members();
+        // The client may have left while the host was spawning it: nothing to do.
+        let Some(member) = members.get_mut(&client_id) else {
+            return;
+        };
+        if member.welcomed {
+            return;
+        }
+        let state_rate = match self.campaign.state_rate.load(Ordering::Relaxed) {
+            0 => world_state.physics.tick_rate,
+            rate => rate,
+        };
+        let text = wire::welcome_text(
+            &self.campaign.id,
+            client_id,
+            avatar_id,
+            world_state,
+            state_rate,
+            &member.info,
+            &self.shared.config,
+        );
+        member.welcomed = true;
+        Metrics::inc(&self.campaign.metrics.clients);
+        member.outbox.push_reliable(Reliable::Welcome {
+            avatar_id,
+            campaign_id: self.campaign.id.clone(),
+            text: Utf8Bytes::from(text),
+            metrics: self.campaign.metrics.clone(),
+        });
+        member.outbox.set_phase(JoinPhase::Welcomed);
+    }
+
+    fn state(&self, snapshot: nexus_sim::state::WorldState, acks: Vec<(ClientId, u32)>) {
+        Metrics::inc(&self.campaign.metrics.snapshots_published);
+        self.campaign
+            .latest_tick
+            .store(snapshot.tick, Ordering::Relaxed);
+        // Prepared once (e.g. the spatial grid), shared by every client's encoder.
+        let shared_state = Arc::new(SharedState::new(snapshot, &self.shared.config.interest));
+        let acks: HashMap<ClientId, u32> = acks.into_iter().collect();
+        let members = self.campaign.members();
+        let mut dropped = 0;
+        for (client_id, member) in members.iter().filter(|(_, m)| m.welcomed) {
+            let item = StateItem {
+                snapshot: shared_state.clone(),
+                input_ack: acks.get(client_id).copied(),
+            };
+            if member.outbox.push_state(item) == StatePush::Replaced {
+                dropped += 1;
+            }
+        }
+        drop(members);
+        if dropped > 0 {
+            Metrics::add(&self.shared.metrics.state_dropped, dropped);
+            Metrics::add(&self.campaign.metrics.state_dropped, dropped);
+        }
+    }
+
+    fn broadcast(&self, target: Target, text: Utf8Bytes) {
+        let members = self.campaign.members();
+        let push = |outbox: &Outbox| {
+            if outbox.push_reliable(Reliable::Text(text.clone())) == ReliablePush::Overflow {
+                Metrics::inc(&self.shared.metrics.disconnect_slow);
+            }
+        };
+        match target {
+            Target::Client(client_id) => {
+                if let Some(member) = members.get(&client_id) {
+                    push(&member.outbox);
+                }
+            }
+            Target::All | Target::AllExcept(_) => {
+                for (client_id, member) in members.iter() {
+                    if member.welcomed && target != Target::AllExcept(*client_id) {
+                        push(&member.outbox);
+                    }
+                }
+            }
+        }
+    }
+
+    fn reject(&self, client_id: ClientId, code: &str, message: &str) {
+        let text = wire::error_text(&self.campaign.id, code, message);
+        Metrics::inc(&self.shared.metrics.inputs_rejected);
+        Metrics::inc(&self.campaign.metrics.inputs_rejected);
+        let mut members = self.campaign.members();
+        let Some(member) = members.get(&client_id) else {
+            return;
+        };
+        Metrics::inc(&self.shared.metrics.errors_sent);
+        member
+            .outbox
+            .push_reliable(Reliable::Text(Utf8Bytes::from(text)));
+        if !member.welcomed {
+            // A refused join: the client is no member any more and may try again.
+            member.outbox.set_phase(JoinPhase::Refused);
+            members.remove(&client_id);
+        }
+    }
+
+    fn kick(&self, client_id: ClientId, code: String, message: String) {
+        let members = self.campaign.members();
+        let Some(member) = members.get(&client_id) else {
+            return;
+        };
+        Metrics::inc(&self.shared.metrics.errors_sent);
+        member
+            .outbox
+            .push_reliable(Reliable::Text(Utf8Bytes::from(wire::error_text(
+                &self.campaign.id,
+                &code,
+                &message,
+            ))));
+        member.outbox.request_close(CloseRequest {
+            code: CloseCode::Policy,
+            reason_code: code,
+            message,
+            discard_pending: false,
+        });
+    }
+
+    /// The campaign ends: unregister it and send its clients away politely.
+    fn close(&self) {
+        let members = {
+            let mut members = self.campaign.members();
+            self.campaign.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *members)
+        };
+        self.shared.remove_campaign(&self.campaign);
+        self.campaign
+            .metrics
+            .clients
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let message = "the campaign was closed";
+        let text = Utf8Bytes::from(wire::error_text(
+            &self.campaign.id,
+            codes::SHUTTING_DOWN,
+            message,
+        ));
+        for member in members.into_values() {
+            member.outbox.push_reliable(Reliable::Text(text.clone()));
+            member.outbox.request_close(CloseRequest {
+                code: CloseCode::Away,
+                reason_code: codes::SHUTTING_DOWN.to_string(),
+                message: message.to_string(),
+                discard_pending: false,
+            });
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Gateway configuration and errors.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::auth::{AuthMode, Role};
+use crate::wire::{InterestSettings, Limits};
+
+/// Default address: loopback only, port 9090 (events.md).
+pub const DEFAULT_BIND: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 9090);
+/// Default WebSocket path (events.md).
+pub const DEFAULT_PATH: &str = "/ws";
+
+/// Everything the gateway needs to start.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Address to listen on; port 0 picks a free port (see [`crate::GatewayHandle::local_addr`]).
+    pub bind: SocketAddr,
+    /// Path of the WebSocket endpoint (`/ws`). `/metrics` and `/health` are served beside it.
+    pub path: String,
+    /// Signed tokens or development mode. There is deliberately no default that lets anyone in:
+    /// see [`GatewayConfig::development`] and [`GatewayConfig::signed`].
+    pub auth: AuthMode,
+    /// Limits shared with the protocol decoder (frame size, rates, connections, idle timeout).
+    pub limits: Limits,
+    /// Session mechanics (timeouts, queue sizes).
+    pub session: SessionConfig,
+    /// Interest management and level of detail for the state stream.
+    pub interest: InterestSettings,
+    /// Worker threads of the gateway's tokio runtime.
+    pub worker_threads: usize,
+}
+
+/// Timeouts and queue sizes of a session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionConfig {
+    /// Frames above `limits.max_frame_bytes` get a `frame_too_large` error and are skipped; frames
+    /// above this hard cap cannot be skipped safely and close the connection (code 1009).
+    pub hard_max_frame_bytes: usize,
+    /// A WebSocket ping is sent this often; the client's pong (or any frame) keeps it alive.
+    pub ping_interval: Duration,
+    /// A client must be welcomed into a campaign within this time of connecting.
+    pub join_timeout: Duration,
+    /// Time allowed to send the HTTP request head and finish the WebSocket handshake.
+    pub handshake_timeout: Duration,
+    /// After the server sends a close frame: time left to the client to read it and answer.
+    pub close_grace: Duration,
+    /// Reliable events waiting for one client; one more and the client is disconnected
+    /// (`slow_consumer`).
+    pub reliable_queue_capacity: usize,
+    /// Client events waiting for one campaign's host; when full, clients get `server_busy`.
+    pub host_queue_capacity: usize,
+    /// Refused (rate-limited) messages tolerated, refilled at half the message rate; past them
+    /// the client is closed for flooding.
+    pub flood_tolerance: u32,
+    /// Sockets beyond `limits.max_connections` still answered with a close reason (not just
+    /// dropped) at the same time.
+    pub refusal_budget: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            hard_max_frame_bytes: 1024 * 1024,
+            ping_interval: Duration::from_secs(10),
+            join_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
+            close_grace: Duration::from_secs(2),
+            reliable_queue_capacity: 4096,
+            host_queue_capacity: 65_536,
+            flood_tolerance: 240,
+            refusal_budget: 128,
+        }
+    }
+}
+
+impl GatewayConfig {
+    fn with_auth(auth: AuthMode) -> Self {
+        GatewayConfig {
+            bind: DEFAULT_BIND,
+            path: DEFAULT_PATH.to_string(),
+            auth,
+            limits: Limits::default(),
+            session: SessionConfig::default(),
+            interest: InterestSettings::default(),
+            worker_threads: 2,
+        }
+    }
+
+    /// Development mode: any non-empty token is accepted as the client's name, with the admin role
+    /// (so every tool works locally; change `auth` for another role). Announce it loudly.
+    pub fn development() -> Self {
+        Self::with_auth(AuthMode::Development {
+            secret: None,
+            role: Role::Admin,
+        })
+    }
+
+    /// Production mode: only tokens signed with `secret` (at least 16 bytes) are accepted.
+    pub fn signed(secret: impl Into<Vec<u8>>) -> Self {
+        Self::with_auth(AuthMode::Signed {
+            secret: secret.into(),
+        })
+    }
+
+    /// A configuration from the environment, for servers started by scripts:
+    /// - `NEXUS_GATEWAY_BIND`: address, default `127.0.0.1:9090`;
+    /// - `NEXUS_GATEWAY_SECRET` or `NEXUS_GATEWAY_SECRET_FILE`: the token secret (signed mode);
+    /// - `NEXUS_GATEWAY_DEV=1`: development mode (a secret, if also set, is still honoured).
+    ///
+    /// With neither a secret nor development mode it refuses: nobody could join.
+    pub fn from_env() -> Result<Self, GatewayError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`GatewayConfig::from_env`] with the variables read through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, GatewayError> {
+        let secret = match (
+            lookup("NEXUS_GATEWAY_SECRET"),
+            lookup("NEXUS_GATEWAY_SECRET_FILE"),
+        ) {
+            (Some(secret), _) if !secret.is_empty() => Some(secret.into_bytes()),
+            (_, Some(path)) if !path.is_empty() => {
+                let mut bytes = std::fs::read(&path).map_err(|e| {
+                    GatewayError::Config(format!("NEXUS_GATEWAY_SECRET_FILE {path}: {e}"))
+                })?;
+                // Editors and `echo` end files with a newline that is not part of the secret.
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                Some(bytes)
+            }
+            _ => None,
+        };
+        let development = lookup("NEXUS_GATEWAY_DEV")
+            .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));
+        let mut config = match (secret, development) {
+            (secret, true) => Self::with_auth(AuthMode::Development {
+                secret,
+                role: Role::Admin,
+            }),
+            (Some(secret), false) => Self::signed(secret),
+            (None, false) => {
+                return Err(GatewayError::Config(
+                    "no token secret: set NEXUS_GATEWAY_SECRET (or NEXUS_GATEWAY_SECRET_FILE) for signed tokens, or NEXUS_GATEWAY_DEV=1 for development mode".into(),
+                ));
+            }
+        };
+        if let Some(bind) = lookup("NEXUS_GATEWAY_BIND").filter(|b| !b.is_empty()) {
+            config.bind = bind.parse().map_err(|_| {
+                GatewayError::Config(format!(
+                    "NEXUS_GATEWAY_BIND {bind:?} is not an address like 127.0.0.1:9090"
+                ))
+            })?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.limits.idle_timeout_secs.max(1)))
+    }
+
+    /// Checks the configuration is usable; the message says what to fix.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        let fail = |message: String| Err(GatewayError::Config(message));
+        self.auth.validate().map_err(GatewayError::Config)?;
+        if !self.path.starts_with('/') || self.path == "/metrics" || self.path == "/health" {
+            return fail(format!(
+                "path {:?} must start with '/' and differ from /metrics and /health",
+                self.path
+            ));
+        }
+        if self.limits.max_frame_bytes == 0
+            || self.session.hard_max_frame_bytes < self.limits.max_frame_bytes
+        {
+            return fail(format!(
+                "limits.max_frame_bytes ({}) must be positive and at most session.hard_max_frame_bytes ({})",
+                self.limits.max_frame_bytes, self.session.hard_max_frame_bytes
+            ));
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_address == 0 {
+            return fail("connection limits must be positive".into());
+        }
+        if self.limits.max_messages_per_second == 0 || self.limits.max_inputs_per_second == 0 {
+            return fail("rate limits must be positive".into());
+        }
+        if self.session.ping_interval.is_zero()
+            || self.session.join_timeout.is_zero()
+            || self.session.handshake_timeout.is_zero()
+        {
+            return fail("session timeouts and the ping interval must be positive".into());
+        }
+        if self.session.reliable_queue_capacity == 0 || self.session.host_queue_capacity == 0 {
+            return fail("queue capacities must be positive".into());
+        }
+        if self.worker_threads == 0 {
+            return fail("worker_threads must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the gateway's control API (not of clients: those get error events).
+#[derive(Debug)]
+pub enum GatewayError {
+    /// The configuration is unusable.
+    Config(String),
+    /// Binding the address or starting a thread failed.
+    Io(std::io::Error),
+    /// A campaign with this id is already open.
+    CampaignExists(String),
+    /// The campaign id is empty, too long or has control characters.
+    InvalidCampaignId(String),
+    /// The gateway has shut down.
+    ShutDown,
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewayError::Config(message) => write!(f, "invalid gateway configuration: {message}"),
+            GatewayError::Io(err) => write!(f, "gateway I/O error: {err}"),
+            GatewayError::CampaignExists(id) => write!(f, "campaign {id:?} is already open"),
+            GatewayError::InvalidCampaignId(why) => write!(f, "invalid campaign id: {why}"),
+            GatewayError::ShutDown => write!(f, "the gateway has shut down"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GatewayError::Io(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for GatewayError {
+    fn from(err: std::io::Error) -> Self {
+        GatewayError::Io(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_signed_needs_a_real_secret() {
+        GatewayConfig::development().validate().unwrap();
+        GatewayConfig::signed(b"0123456789abcdef".to_vec())
+            .validate()
+            .unwrap();
+        let err = GatewayConfig::signed(b"short".to_vec())
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 16"), "{err}");
+    }
+
+    #[test]
+    fn environment_selects_the_mode_and_address() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let err = GatewayConfig::from_lookup(env(&[])).unwrap_err();
+        assert!(err.to_string().contains("NEXUS_GATEWAY_DEV=1"), "{err}");
+
+        let dev = GatewayConfig::from_lookup(env(&[("NEXUS_GATEWAY_DEV", "1")])).unwrap();
+        assert!(dev.auth.is_development());
+        assert_eq!(dev.bind, DEFAULT_BIND);
+
+        let signed = GatewayConfig::from_lookup(env(&[
+            ("NEXUS_GATEWAY_SECRET", "0123456789abcdef0123"),
+            ("NEXUS_GATEWAY_BIND", "0.0.0.0:7000"),
+        ]))
+        .unwrap();
+        assert!(!signed.auth.is_development());
+        assert_eq!(signed.bind.port(), 7000);
+
+        let bad = GatewayConfig::from_lookup(env(&[
+            ("NEXUS_GATEWAY_DEV", "1"),
+            ("NEXUS_GATEWAY_BIND", "nowhere"),
+        ]));
+        assert!(bad.unwrap_err().to_string().contains("NEXUS_GATEWAY_BIND"));
+        let short = GatewayConfig::from_lookup(env(&[("NEXUS_GATEWAY_SECRET", "short")]));
+        assert!(short.unwrap_err().to_string().contains("at least 16"));
+    }
+
+    #[test]
+    fn inconsistent_limits_are_refused() {
+        let mut config = GatewayConfig::development();
+        config.session.hard_max_frame_bytes = config.limits.max_frame_bytes - 1;
+        assert!(config.validate().is_err());
+        let mut config = GatewayConfig::development();
+        config.path = "/metrics".into();
+        assert!(config.validate().is_err());
+    }
+}

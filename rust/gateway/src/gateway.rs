@@ -1,0 +1,273 @@
+//! Starting and stopping the gateway: its thread, its runtime, its campaigns.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::AuthMode;
+use crate::campaign::{Campaign, spawn_router};
+use crate::config::{GatewayConfig, GatewayError};
+use crate::link::CampaignLink;
+use crate::metrics::MetricsSnapshot;
+use crate::server::{self, Shared};
+
+/// Longest campaign id accepted.
+pub const MAX_CAMPAIGN_ID_LEN: usize = 64;
+
+/// Entry point: see [`Gateway::start`].
+pub struct Gateway;
+
+impl Gateway {
+    /// Binds `config.bind`, then serves on a background thread that owns a tokio runtime. Returns
+    /// once the port is bound (so [`GatewayHandle::local_addr`] is final), or the reason it could
+    /// not be.
+    pub fn start(config: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads)
+            .thread_name("nexus-gw-io")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let listener = {
+            // Registering the socket needs the runtime's reactor.
+            let _entered = runtime.enter();
+            bind(config.bind)?
+        };
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(config));
+        let shutdown = CancellationToken::new();
+        let (stop_routers, routers_stopped) = crossbeam_channel::bounded::<()>(0);
+        let thread = {
+            let shared = shared.clone();
+            let shutdown = shutdown.clone();
+            std::thread::Builder::new()
+                .name("nexus-gateway".into())
+                .spawn(move || {
+                    runtime.block_on(server::run(listener, shared, shutdown));
+                    // Every connection task has finished (or was given up on); anything left is
+                    // cut off here so the thread, and with it the runtime, always ends.
+                    runtime.shutdown_timeout(Duration::from_secs(1));
+                })?
+        };
+        Ok(GatewayHandle {
+            local_addr,
+            shared,
+            shutdown,
+            thread: Some(thread),
+            stop_routers: Some(stop_routers),
+            routers_stopped,
+            routers: Mutex::default(),
+        })
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Lets a restarted server bind while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    // A deep backlog: hundreds of clients connect at once when a server (re)starts.
+    socket.listen(1024)
+}
+
+/// The running gateway. Dropping it shuts the gateway down, like [`GatewayHandle::shutdown`].
+pub struct GatewayHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+    /// Dropped to stop every router thread.
+    stop_routers: Option<Sender<()>>,
+    routers_stopped: crossbeam_channel::Receiver<()>,
+    routers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl GatewayHandle {
+    /// The address actually bound (with the real port when the configured one was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The WebSocket URL clients connect to, e.g. `ws://127.0.0.1:9090/ws`.
+    pub fn url(&self) -> String {
+        format!("ws://{}{}", self.local_addr, self.shared.config.path)
+    }
+
+    /// How joins are authenticated.
+    pub fn auth_mode(&self) -> &AuthMode {
+        &self.shared.config.auth
+    }
+
+    /// True in development mode (any token accepted): announce it loudly.
+    pub fn is_development_mode(&self) -> bool {
+        self.shared.config.auth.is_development()
+    }
+
+    /// The configuration the gateway runs with.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.shared.config
+    }
+
+    /// Opens a campaign: clients can join it with `metadata.campaign_id == campaign_id` until the
+    /// returned link is dropped.
+    pub fn open_campaign(&self, campaign_id: &str) -> Result<CampaignLink, GatewayError> {
+        if self.shutdown.is_cancelled() {
+            return Err(GatewayError::ShutDown);
+        }
+        check_campaign_id(campaign_id)?;
+        let id: Arc<str> = Arc::from(campaign_id);
+        let (to_host, events) = crossbeam_channel::unbounded();
+        let (commands, from_host) = crossbeam_channel::unbounded();
+        let closed = Arc::new(AtomicBool::new(false));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let campaign = Arc::new(Campaign::new(
+            id.clone(),
+            to_host,
+            closed.clone(),
+            queued.clone(),
+            self.shared.config.session.host_queue_capacity,
+        ));
+        if !self.shared.insert_campaign(campaign.clone()) {
+            return Err(GatewayError::CampaignExists(campaign_id.to_string()));
+        }
+        let router = spawn_router(
+            self.shared.clone(),
+            campaign.clone(),
+            from_host,
+            self.routers_stopped.clone(),
+        );
+        match router {
+            Ok(handle) => {
+                let mut routers = self.routers.lock().unwrap_or_else(PoisonError::into_inner);
+                // Reap routers of campaigns closed meanwhile, so a long-lived server that opens
+                // and closes campaigns does not accumulate handles.
+                let (finished, running): (Vec<_>, Vec<_>) =
+                    routers.drain(..).partition(|h| h.is_finished());
+                for handle in finished {
+                    let _ = handle.join();
+                }
+                *routers = running;
+                routers.push(handle);
+            }
+            Err(err) => {
+                self.shared.remove_campaign(&campaign);
+                return Err(GatewayError::Io(err));
+            }
+        }
+        Ok(CampaignLink::new(id, events, commands, closed, queued))
+    }
+
+    /// Ids of the open campaigns, sorted.
+    pub fn campaigns(&self) -> Vec<String> {
+        self.shared
+            .metrics_snapshot()
+            .campaigns
+            .into_iter()
+            .map(|c| c.campaign_id)
+            .collect()
+    }
+
+    /// The gateway's figures (what `/metrics` shows).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics_snapshot()
+    }
+
+    /// Stops accepting, closes every connection with `shutting_down`, stops every thread and frees
+    /// the port. Returns when all of that is done (bounded by the close grace period).
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.stop_routers.take();
+        let routers =
+            std::mem::take(&mut *self.routers.lock().unwrap_or_else(PoisonError::into_inner));
+        for router in routers {
+            let _ = router.join();
+        }
+    }
+}
+
+impl Drop for GatewayHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for GatewayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayHandle")
+            .field("local_addr", &self.local_addr)
+            .field("auth", &self.shared.config.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_campaign_id(id: &str) -> Result<(), GatewayError> {
+    let why = if id.is_empty() {
+        "it is empty"
+    } else if id.len() > MAX_CAMPAIGN_ID_LEN {
+        "it is longer than 64 bytes"
+    } else if id.chars().any(char::is_control) {
+        "it contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(GatewayError::InvalidCampaignId(format!("{id:?}: {why}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_cross_threads() {
+        // The Godot node keeps the handle; the tick thread owns links.
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<GatewayHandle>();
+        send_sync::<CampaignLink>();
+        send_sync::<crate::CampaignHost>();
+    }
+
+    #[test]
+    fn campaign_ids_are_checked() {
+        assert!(check_campaign_id("0").is_ok());
+        assert!(check_campaign_id("").is_err());
+        assert!(check_campaign_id(&"x".repeat(65)).is_err());
+        assert!(check_campaign_id("a\nb").is_err());
+    }
+
+    #[test]
+    fn a_taken_port_is_a_clear_error() {
+        let first = Gateway::start(GatewayConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            ..GatewayConfig::development()
+        })
+        .unwrap();
+        let err = Gateway::start(GatewayConfig {
+            bind: first.local_addr(),
+            ..GatewayConfig::development()
+        })
+        .unwrap_err();
+        assert!(matches!(err, GatewayError::Io(_)), "{err}");
+        assert!(matches!(
+            first.open_campaign("a").and(first.open_campaign("a")),
+            Err(GatewayError::CampaignExists(_))
+        ));
+    }
+}

@@ -1,0 +1,381 @@
+//! One client's outbound queue: a latest-wins slot for the state stream and a bounded FIFO for
+//! reliable events.
+//!
+//! How it works:
+//! - Producers (the campaign router thread, the connection's own reader) push without waiting:
+//!   a state replaces any state the writer has not taken yet (the replaced one is a counted drop),
+//!   a reliable event is appended unless the queue is full, in which case the client is too slow to
+//!   be served correctly and the outbox turns into "closing, discard the rest".
+//! - The connection's writer task is the only consumer. It sleeps on a [`Notify`] (which keeps a
+//!   permit, so a push between its check and its sleep is never lost) and always drains reliable
+//!   events before the state, so an `object_added` reaches the client before a state using it.
+//! - The lock is a plain `std` mutex: critical sections are a few pointer moves, producers include a
+//!   non-async thread, and nobody holds it across an `.await`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use nexus_sim::state::{ObjectId, Tick};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::CampaignMetrics;
+use crate::wire::{SharedState, codes};
+
+/// A reliable outgoing message.
+#[derive(Clone, Debug)]
+pub(crate) enum Reliable {
+    /// An encoded event; broadcast events share one buffer among all clients.
+    Text(Utf8Bytes),
+    /// The welcome; it also tells the writer which avatar centres the client's interest.
+    Welcome {
+        avatar_id: ObjectId,
+        campaign_id: Arc<str>,
+        text: Utf8Bytes,
+        /// The campaign's counters, which the writer feeds from then on.
+        metrics: Arc<CampaignMetrics>,
+    },
+}
+
+/// One state stream item: the shared snapshot plus what is specific to this client.
+#[derive(Clone, Debug)]
+pub(crate) struct StateItem {
+    pub snapshot: Arc<SharedState>,
+    /// Last input sequence number of this client the simulation processed.
+    pub input_ack: Option<u32>,
+}
+
+/// Why and how the server closes a connection.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CloseRequest {
+    pub code: CloseCode,
+    /// Stable snake_case code, first word of the close reason.
+    pub reason_code: String,
+    pub message: String,
+    /// Drop everything still queued (the client is too slow, or the server is going away).
+    pub discard_pending: bool,
+}
+
+impl CloseRequest {
+    /// The close frame's reason: `code: message`, cut to the 123 bytes a close frame allows.
+    pub fn reason(&self) -> String {
+        let mut reason = format!("{}: {}", self.reason_code, self.message);
+        if reason.len() > 123 {
+            let mut cut = 123;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        reason
+    }
+}
+
+/// Outcome of pushing a reliable event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReliablePush {
+    Queued,
+    /// The queue was full: the outbox is now closing with `slow_consumer`.
+    Overflow,
+    /// The connection is closing; the event was not queued.
+    Closed,
+}
+
+/// Outcome of pushing a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StatePush {
+    Queued,
+    /// A state the writer had not taken yet was replaced (one dropped update).
+    Replaced,
+    Closed,
+}
+
+/// Where the client is in joining its campaign (written by the router, read by the reader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum JoinPhase {
+    None = 0,
+    Pending = 1,
+    Welcomed = 2,
+    /// The host refused the join; the client may try again.
+    Refused = 3,
+}
+
+#[derive(Default)]
+struct Inner {
+    reliable: VecDeque<Reliable>,
+    state: Option<StateItem>,
+    close: Option<CloseRequest>,
+}
+
+/// See the module documentation.
+pub(crate) struct Outbox {
+    inner: Mutex<Inner>,
+    wake: Notify,
+    /// Fires on any close request (the reader switches to draining).
+    closing: CancellationToken,
+    /// Fires on a discarding close request (the writer abandons a send stuck on a slow socket).
+    abort: CancellationToken,
+    reliable_capacity: usize,
+    phase: AtomicU8,
+    /// Latest state tick the client acknowledged, `u64::MAX` for none.
+    acked_tick: AtomicU64,
+    /// The client lost its baselines and asked for a full state.
+    resync: AtomicBool,
+    /// Interest radius of the client (f32 bits), set at join.
+    interest_radius: AtomicU32,
+}
+
+impl Outbox {
+    pub fn new(reliable_capacity: usize) -> Self {
+        Outbox {
+            inner: Mutex::default(),
+            wake: Notify::new(),
+            closing: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            reliable_capacity: reliable_capacity.max(1),
+            phase: AtomicU8::new(JoinPhase::None as u8),
+            acked_tick: AtomicU64::new(u64::MAX),
+            resync: AtomicBool::new(false),
+            interest_radius: AtomicU32::new(0f32.to_bits()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the queue inconsistent (single moves), so a
+        // poisoned lock is still usable; never cascade a panic into other tasks.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn push_reliable(&self, message: Reliable) -> ReliablePush {
+        let outcome = {
+            let mut inner = self.lock();
+            if inner.close.is_some() {
+                return ReliablePush::Closed;
+            }
+            if inner.reliable.len() >= self.reliable_capacity {
+                inner.reliable.clear();
+                inner.state = None;
+                inner.close = Some(CloseRequest {
+                    code: CloseCode::Again,
+                    reason_code: codes::SLOW_CONSUMER.to_string(),
+                    message: format!(
+                        "more than {} reliable events waiting; reconnect",
+                        self.reliable_capacity
+                    ),
+                    discard_pending: true,
+                });
+                ReliablePush::Overflow
+            } else {
+                inner.reliable.push_back(message);
+                ReliablePush::Queued
+            }
+        };
+        if outcome == ReliablePush::Overflow {
+            self.closing.cancel();
+            self.abort.cancel();
+        }
+        self.wake.notify_one();
+        outcome
+    }
+
+    pub fn push_state(&self, item: StateItem) -> StatePush {
+        let outcome = {
+            let mut inner = self.lock();
+            if inner.close.is_some() {
+                return StatePush::Closed;
+            }
+            match inner.state.replace(item) {
+                Some(_) => StatePush::Replaced,
+                None => StatePush::Queued,
+            }
+        };
+        self.wake.notify_one();
+        outcome
+    }
+
+    /// Asks the writer to close the connection. The first request wins; a later discarding one
+    /// still makes the writer abandon what is queued.
+    pub fn request_close(&self, request: CloseRequest) {
+        let discard = request.discard_pending;
+        {
+            let mut inner = self.lock();
+            if discard {
+                inner.reliable.clear();
+                inner.state = None;
+            }
+            if inner.close.is_none() {
+                inner.close = Some(request);
+            } else if discard && let Some(close) = inner.close.as_mut() {
+                close.discard_pending = true;
+            }
+        }
+        self.closing.cancel();
+        if discard {
+            self.abort.cancel();
+        }
+        self.wake.notify_one();
+    }
+
+    pub fn pop_reliable(&self) -> Option<Reliable> {
+        self.lock().reliable.pop_front()
+    }
+
+    pub fn take_state(&self) -> Option<StateItem> {
+        self.lock().state.take()
+    }
+
+    /// The close request, once nothing that must precede it is queued.
+    pub fn due_close(&self) -> Option<CloseRequest> {
+        let inner = self.lock();
+        match &inner.close {
+            Some(close) if close.discard_pending || inner.reliable.is_empty() => {
+                Some(close.clone())
+            }
+            _ => None,
+        }
+    }
+
+    pub async fn wait(&self) {
+        self.wake.notified().await;
+    }
+
+    pub fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
+    pub fn abort(&self) -> &CancellationToken {
+        &self.abort
+    }
+
+    pub fn phase(&self) -> JoinPhase {
+        match self.phase.load(Ordering::Acquire) {
+            1 => JoinPhase::Pending,
+            2 => JoinPhase::Welcomed,
+            3 => JoinPhase::Refused,
+            _ => JoinPhase::None,
+        }
+    }
+
+    pub fn set_phase(&self, phase: JoinPhase) {
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    pub fn acknowledge_tick(&self, tick: Tick) {
+        // Acks may arrive out of order; keep the newest (u64::MAX means none yet).
+        let _ = self
+            .acked_tick
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                (old == u64::MAX || tick > old).then_some(tick)
+            });
+    }
+
+    /// Forgets the acknowledged baseline and asks the writer for a full state.
+    pub fn request_resync(&self) {
+        self.acked_tick.store(u64::MAX, Ordering::Release);
+        self.resync.store(true, Ordering::Release);
+    }
+
+    pub fn take_resync(&self) -> bool {
+        self.resync.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn set_interest_radius(&self, radius: f32) {
+        self.interest_radius
+            .store(radius.to_bits(), Ordering::Release);
+    }
+
+    pub fn interest_radius(&self) -> f32 {
+        f32::from_bits(self.interest_radius.load(Ordering::Acquire))
+    }
+
+    pub fn acked_tick(&self) -> Option<Tick> {
+        match self.acked_tick.load(Ordering::Acquire) {
+            u64::MAX => None,
+            tick => Some(tick),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Reliable {
+        Reliable::Text(Utf8Bytes::from(s.to_string()))
+    }
+
+    fn state(tick: Tick) -> StateItem {
+        StateItem {
+            snapshot: Arc::new(SharedState::for_tests(tick)),
+            input_ack: None,
+        }
+    }
+
+    #[test]
+    fn state_is_latest_wins_and_drops_are_reported() {
+        let outbox = Outbox::new(4);
+        assert_eq!(outbox.push_state(state(1)), StatePush::Queued);
+        assert_eq!(outbox.push_state(state(2)), StatePush::Replaced);
+        assert_eq!(outbox.push_state(state(3)), StatePush::Replaced);
+        assert_eq!(outbox.take_state().unwrap().snapshot.tick(), 3);
+        assert!(outbox.take_state().is_none());
+    }
+
+    #[test]
+    fn reliable_overflow_closes_with_slow_consumer_and_discards() {
+        let outbox = Outbox::new(2);
+        assert_eq!(outbox.push_reliable(text("a")), ReliablePush::Queued);
+        assert_eq!(outbox.push_reliable(text("b")), ReliablePush::Queued);
+        assert_eq!(outbox.push_reliable(text("c")), ReliablePush::Overflow);
+        assert!(outbox.closing().is_cancelled() && outbox.abort().is_cancelled());
+        let close = outbox.due_close().unwrap();
+        assert_eq!(
+            (close.code, close.reason_code.as_str()),
+            (CloseCode::Again, "slow_consumer")
+        );
+        assert!(outbox.pop_reliable().is_none());
+        assert_eq!(outbox.push_reliable(text("d")), ReliablePush::Closed);
+        assert_eq!(outbox.push_state(state(1)), StatePush::Closed);
+    }
+
+    #[test]
+    fn a_polite_close_waits_for_queued_events() {
+        let outbox = Outbox::new(8);
+        outbox.push_reliable(text("error"));
+        outbox.request_close(CloseRequest {
+            code: CloseCode::Policy,
+            reason_code: "invalid_token".into(),
+            message: "no".into(),
+            discard_pending: false,
+        });
+        assert!(outbox.due_close().is_none());
+        assert!(outbox.pop_reliable().is_some());
+        assert_eq!(outbox.due_close().unwrap().reason_code, "invalid_token");
+        assert!(!outbox.abort().is_cancelled());
+    }
+
+    #[test]
+    fn close_reason_fits_a_close_frame() {
+        let close = CloseRequest {
+            code: CloseCode::Policy,
+            reason_code: "x".into(),
+            message: "é".repeat(200),
+            discard_pending: false,
+        };
+        let reason = close.reason();
+        assert!(reason.len() <= 123 && reason.starts_with("x: "));
+    }
+
+    #[test]
+    fn acks_only_move_forward() {
+        let outbox = Outbox::new(1);
+        assert_eq!(outbox.acked_tick(), None);
+        outbox.acknowledge_tick(5);
+        outbox.acknowledge_tick(3);
+        assert_eq!(outbox.acked_tick(), Some(5));
+    }
+}

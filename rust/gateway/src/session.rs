@@ -1,0 +1,704 @@
+//! One WebSocket connection: a reader (this task) and a writer (its own task).
+//!
+//! How it works:
+//! - The reader decodes client frames, enforces the per-client limits (frame size, message and
+//!   input rates, join and idle timeouts), authenticates the join and forwards what the client asks
+//!   to the campaign's host. Every refusal is an error event; the connection goes on unless the
+//!   client must go (bad token, flooding, silence, a frame too large to skip).
+//! - The writer owns the socket's sending half and the client's state encoder. It drains the
+//!   [`Outbox`]: reliable events first, then the newest state, encoded for this client (delta,
+//!   interest, level of detail), plus WebSocket pings. A send stuck on a slow socket is abandoned
+//!   when the client is declared too slow.
+//! - Every close goes through the outbox: the writer sends the close frame (after what must precede
+//!   it), the reader then drains the socket until the client answers or the grace period ends, so
+//!   the client reads the reason instead of a reset.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use nexus_sim::state::{ClientId, ObjectId};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Role, unix_now};
+use crate::campaign::{Campaign, HostSendError, MemberInfo};
+use crate::http::PrefixedStream;
+use crate::link::HostEvent;
+use crate::metrics::{CampaignMetrics, Metrics};
+use crate::outbox::{CloseRequest, JoinPhase, Outbox, Reliable, ReliablePush};
+use crate::ratelimit::TokenBucket;
+use crate::server::{ConnectionSlot, Shared, supervised};
+use crate::wire::{self, ClientFrame, ClientMessage, ClientStateEncoder, Encoding, codes};
+
+type Socket = WebSocketStream<PrefixedStream<TcpStream>>;
+
+/// Serves one upgraded connection until it closes.
+pub(crate) async fn run(
+    ws: Socket,
+    encoding: Encoding,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    slot: ConnectionSlot,
+) {
+    let (sink, stream) = ws.split();
+    let outbox = Arc::new(Outbox::new(shared.config.session.reliable_queue_capacity));
+    let writer = Writer {
+        sink,
+        outbox: outbox.clone(),
+        shared: shared.clone(),
+        encoding,
+        encoder: None,
+        avatar: None,
+        campaign_metrics: None,
+    };
+    let writer = tracker.spawn(supervised(shared.clone(), writer.run(shutdown)));
+    let now = Instant::now();
+    let limits = &shared.config.limits;
+    let mut session = Session {
+        messages: TokenBucket::new(
+            f64::from(limits.max_messages_per_second),
+            f64::from(limits.max_messages_per_second),
+            now.into_std(),
+        ),
+        inputs: TokenBucket::new(
+            f64::from(limits.max_inputs_per_second),
+            f64::from(limits.max_inputs_per_second),
+            now.into_std(),
+        ),
+        strikes: TokenBucket::new(
+            f64::from(limits.max_messages_per_second) / 2.0,
+            f64::from(shared.config.session.flood_tolerance),
+            now.into_std(),
+        ),
+        last_rate_error: None,
+        shared: shared.clone(),
+        outbox: outbox.clone(),
+        encoding,
+        joined: None,
+    };
+    session.read(stream).await;
+    session.leave("disconnected");
+    // Make sure the writer stops even if nobody asked for a close (the client vanished).
+    outbox.request_close(CloseRequest {
+        code: CloseCode::Normal,
+        reason_code: "closed".into(),
+        message: "connection closed".into(),
+        discard_pending: true,
+    });
+    let _ = writer.await;
+    drop(slot);
+}
+
+struct Joined {
+    campaign: Arc<Campaign>,
+    client_id: ClientId,
+    role: Role,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    encoding: Encoding,
+    joined: Option<Joined>,
+    messages: TokenBucket,
+    inputs: TokenBucket,
+    /// Refused messages tolerated before the client is closed for flooding.
+    strikes: TokenBucket,
+    last_rate_error: Option<Instant>,
+}
+
+impl Session {
+    async fn read(&mut self, mut stream: SplitStream<Socket>) {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let idle_timeout = config.idle_timeout();
+        let started = Instant::now();
+        let join_deadline = started + config.session.join_timeout;
+        let mut last_activity = started;
+        let mut drain_until: Option<Instant> = None;
+        loop {
+            if drain_until.is_none() && self.outbox.closing().is_cancelled() {
+                // The writer sends the close frame, maybe after queued events; allow for both.
+                drain_until = Some(Instant::now() + config.session.close_grace * 2);
+            }
+            let deadline = match drain_until {
+                Some(until) => until,
+                None if self.outbox.phase() == JoinPhase::Welcomed => last_activity + idle_timeout,
+                None => (last_activity + idle_timeout).min(join_deadline),
+            };
+            tokio::select! {
+                message = stream.next() => {
+                    let now = Instant::now();
+                    match message {
+                        None => break,
+                        Some(Ok(message)) => {
+                            last_activity = now;
+                            if drain_until.is_some() {
+                                continue; // closing: only waiting for the client's close
+                            }
+                            if let Message::Close(_) = message {
+                                // tungstenite queued the answer; keep polling to flush it.
+                                drain_until = Some(now + config.session.close_grace);
+                                continue;
+                            }
+                            self.on_message(message, now);
+                        }
+                        Some(Err(err)) => {
+                            if drain_until.is_some() {
+                                break;
+                            }
+                            match violation(&err, config.session.hard_max_frame_bytes) {
+                                Some((code, reason_code, message)) => {
+                                    if reason_code == codes::FRAME_TOO_LARGE {
+                                        Metrics::inc(&self.shared.metrics.disconnect_oversized);
+                                    }
+                                    // The stream cannot be parsed any further: say why, then
+                                    // wait (briefly) for the client to take the close frame.
+                                    self.close(code, reason_code, message, true);
+                                }
+                                None => break, // the peer is gone
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = Instant::now();
+                    if drain_until.is_some() {
+                        break;
+                    }
+                    if self.outbox.phase() != JoinPhase::Welcomed && now >= join_deadline {
+                        Metrics::inc(&self.shared.metrics.disconnect_join_timeout);
+                        self.close(
+                            CloseCode::Policy,
+                            codes::JOIN_TIMEOUT,
+                            format!("not joined within {:?} of connecting", config.session.join_timeout),
+                            false,
+                        );
+                    } else if now >= last_activity + idle_timeout {
+                        Metrics::inc(&self.shared.metrics.disconnect_idle);
+                        self.close(
+                            CloseCode::Policy,
+                            codes::IDLE_TIMEOUT,
+                            format!("nothing received for {idle_timeout:?} (answer pings)"),
+                            true,
+                        );
+                    }
+                }
+                // Wakes the loop up when the router closes us; the check above does the rest.
+                _ = self.outbox.closing().cancelled(), if drain_until.is_none() => {}
+            }
+        }
+    }
+
+    fn close(&self, code: CloseCode, reason_code: &str, message: String, discard: bool) {
+        if !discard {
+            self.send_error(reason_code, &message);
+        }
+        self.outbox.request_close(CloseRequest {
+            code,
+            reason_code: reason_code.to_string(),
+            message,
+            discard_pending: discard,
+        });
+    }
+
+    fn campaign_id(&self) -> &str {
+        self.joined.as_ref().map_or("", |j| &j.campaign.id)
+    }
+
+    fn send_error(&self, code: &str, message: &str) {
+        Metrics::inc(&self.shared.metrics.errors_sent);
+        let text = wire::error_text(self.campaign_id(), code, message);
+        self.push(Reliable::Text(Utf8Bytes::from(text)));
+    }
+
+    fn push(&self, message: Reliable) {
+        if self.outbox.push_reliable(message) == ReliablePush::Overflow {
+            Metrics::inc(&self.shared.metrics.disconnect_slow);
+        }
+    }
+
+    fn count_rejected(&self, n: usize) {
+        let n = n as u64;
+        Metrics::add(&self.shared.metrics.inputs_rejected, n);
+        if let Some(joined) = &self.joined {
+            Metrics::add(&joined.campaign.metrics.inputs_rejected, n);
+        }
+    }
+
+    fn on_message(&mut self, message: Message, now: Instant) {
+        let limits = &self.shared.config.limits;
+        let size = match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+            // Pings are answered by tungstenite; pongs and pings only prove liveness.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => return,
+        };
+        Metrics::inc(&self.shared.metrics.messages_in);
+        Metrics::add(&self.shared.metrics.bytes_in, size as u64);
+        if size > limits.max_frame_bytes {
+            self.count_rejected(1);
+            self.send_error(
+                codes::FRAME_TOO_LARGE,
+                &format!(
+                    "a frame of {size} bytes; at most {} are accepted (it was skipped)",
+                    limits.max_frame_bytes
+                ),
+            );
+            return;
+        }
+        if !self.messages.try_take(1.0, now.into_std()) {
+            self.rate_limited(now, 1, "messages");
+            return;
+        }
+        let frame = match &message {
+            Message::Text(text) => wire::decode_text(text, limits),
+            Message::Binary(bytes) => wire::decode_binary(bytes, limits),
+            _ => return,
+        };
+        match frame {
+            Ok(frame) => self.dispatch(frame, now),
+            Err(err) => {
+                self.count_rejected(1);
+                self.send_error(err.code, &err.message);
+            }
+        }
+    }
+
+    fn rate_limited(&mut self, now: Instant, refused: usize, what: &str) {
+        self.count_rejected(refused);
+        if !self.strikes.try_take(1.0, now.into_std()) {
+            Metrics::inc(&self.shared.metrics.disconnect_flood);
+            self.close(
+                CloseCode::Policy,
+                codes::RATE_LIMITED,
+                "flooding: far above the message and input rate limits".into(),
+                false,
+            );
+            return;
+        }
+        // One error per second is enough to tell; more would only add to the flood.
+        if self
+            .last_rate_error
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
+        {
+            self.last_rate_error = Some(now);
+            let limits = &self.shared.config.limits;
+            self.send_error(
+                codes::RATE_LIMITED,
+                &format!(
+                    "too many {what}: at most {} messages and {} inputs per second; the excess is dropped",
+                    limits.max_messages_per_second, limits.max_inputs_per_second
+                ),
+            );
+        }
+    }
+
+    /// Picks up a join the host refused meanwhile: the client is free to join again.
+    fn refresh_join(&mut self) {
+        if self.outbox.phase() == JoinPhase::Refused {
+            self.joined = None;
+            self.outbox.set_phase(JoinPhase::None);
+        }
+    }
+
+    fn dispatch(&mut self, frame: ClientFrame, now: Instant) {
+        self.refresh_join();
+        let request_type = frame.r#type;
+        let message = match frame.message {
+            ClientMessage::Join(request) => return self.join(request, &frame.metadata),
+            ClientMessage::Ping { nonce, client_time } => {
+                let tick = self.joined.as_ref().map_or(0, |j| j.campaign.latest_tick());
+                let text = wire::pong_text(self.campaign_id(), nonce, client_time, tick);
+                return self.push(Reliable::Text(Utf8Bytes::from(text)));
+            }
+            message => message,
+        };
+        let Some(joined) = &self.joined else {
+            self.count_rejected(1);
+            return self.send_error(
+                codes::NOT_JOINED,
+                &format!("{request_type} before session:join:v1:requested"),
+            );
+        };
+        let campaign_id = &frame.metadata.campaign_id;
+        if !campaign_id.is_empty() && **campaign_id != *joined.campaign.id {
+            self.count_rejected(1);
+            let message = format!(
+                "metadata.campaign_id {:?} is not the joined campaign {:?}",
+                wire::truncate(campaign_id, 64),
+                &*joined.campaign.id
+            );
+            return self.send_error(codes::CAMPAIGN_MISMATCH, &message);
+        }
+        let client_id = joined.client_id;
+        let role = joined.role;
+        let event = match message {
+            ClientMessage::Leave { .. } => {
+                self.leave("left");
+                self.outbox.request_close(CloseRequest {
+                    code: CloseCode::Normal,
+                    reason_code: "left".into(),
+                    message: "you left the campaign".into(),
+                    discard_pending: false,
+                });
+                return;
+            }
+            ClientMessage::Ack { tick, resync } => {
+                if let Some(tick) = tick {
+                    self.outbox.acknowledge_tick(tick);
+                }
+                if resync {
+                    self.outbox.request_resync();
+                }
+                return;
+            }
+            ClientMessage::Inputs { inputs, ack } => {
+                if let Some(tick) = ack {
+                    self.outbox.acknowledge_tick(tick);
+                }
+                if inputs.is_empty() {
+                    return;
+                }
+                if !self.inputs.try_take(inputs.len() as f64, now.into_std()) {
+                    return self.rate_limited(now, inputs.len(), "inputs");
+                }
+                HostEvent::Inputs { client_id, inputs }
+            }
+            ClientMessage::EnvironmentEdit(command) => {
+                if role != Role::Admin {
+                    self.count_rejected(1);
+                    return self.send_error(
+                        codes::FORBIDDEN,
+                        &format!("{request_type} needs the admin role; you are {role}"),
+                    );
+                }
+                HostEvent::EnvironmentEdit {
+                    client_id,
+                    role,
+                    command,
+                }
+            }
+            ClientMessage::Interaction(request) => HostEvent::Interaction { client_id, request },
+            ClientMessage::EnvironmentStateRequest => {
+                HostEvent::EnvironmentStateRequest { client_id }
+            }
+            ClientMessage::ObjectUpdate(request) => HostEvent::ObjectUpdate {
+                client_id,
+                role,
+                request,
+            },
+            ClientMessage::Action(request) => HostEvent::Action { client_id, request },
+            // Handled above; listed so a new message kind is a compile error here, not a silence.
+            ClientMessage::Join(_) | ClientMessage::Ping { .. } => return,
+        };
+        self.forward(event);
+    }
+
+    fn forward(&mut self, event: HostEvent) {
+        let Some(joined) = &self.joined else { return };
+        match joined.campaign.send_to_host(event, false) {
+            Ok(()) => {}
+            Err(HostSendError::Busy) => {
+                self.count_rejected(1);
+                self.send_error(
+                    codes::SERVER_BUSY,
+                    "the campaign's simulation is not keeping up; the request was dropped",
+                );
+            }
+            // The campaign is closing; its router is sending everyone away.
+            Err(HostSendError::Closed) => {}
+        }
+    }
+
+    fn join(&mut self, request: wire::JoinRequest, metadata: &wire::Metadata) {
+        if self.joined.is_some() {
+            return self.send_error(
+                codes::ALREADY_JOINED,
+                &format!(
+                    "this connection already joined campaign {:?}; open another connection",
+                    self.campaign_id()
+                ),
+            );
+        }
+        let auth = &self.shared.config.auth;
+        let claims = match auth.authenticate(&request.token, unix_now()) {
+            Ok(claims) => claims,
+            Err(err) => {
+                Metrics::inc(&self.shared.metrics.auth_failures);
+                return self.close(
+                    CloseCode::Policy,
+                    codes::INVALID_TOKEN,
+                    err.to_string(),
+                    false,
+                );
+            }
+        };
+        let Some(campaign) = self.shared.campaign(&metadata.campaign_id) else {
+            return self.send_error(
+                codes::UNKNOWN_CAMPAIGN,
+                &format!(
+                    "no campaign {:?} is open on this server",
+                    wire::truncate(&metadata.campaign_id, 64)
+                ),
+            );
+        };
+        // In development mode the client may pick a display name besides its token.
+        let name = match (&request.name, auth.is_development()) {
+            (Some(name), true) if crate::auth::is_acceptable_name(name) => name.clone(),
+            _ => claims.name.clone(),
+        };
+        let interest_radius = self
+            .shared
+            .config
+            .interest
+            .clamp_radius(request.interest_radius);
+        let client_id = self.shared.next_client_id();
+        let info = MemberInfo {
+            name: name.clone(),
+            role: claims.role,
+            interest_radius,
+            encoding: self.encoding,
+        };
+        if !campaign.add_member(client_id, self.outbox.clone(), info) {
+            return self.send_error(
+                codes::UNKNOWN_CAMPAIGN,
+                &format!("campaign {:?} is closing", &*campaign.id),
+            );
+        }
+        self.outbox.set_interest_radius(interest_radius);
+        self.outbox.set_phase(JoinPhase::Pending);
+        let event = HostEvent::ClientJoined {
+            client_id,
+            user_id: claims.user_id,
+            name,
+            role: claims.role,
+            interest_radius: Some(interest_radius),
+            client_type: metadata.client_type.clone(),
+        };
+        match campaign.send_to_host(event, true) {
+            Ok(()) => {
+                self.joined = Some(Joined {
+                    campaign,
+                    client_id,
+                    role: claims.role,
+                });
+            }
+            Err(_) => {
+                campaign.remove_member(client_id);
+                self.outbox.set_phase(JoinPhase::None);
+                self.send_error(
+                    codes::UNKNOWN_CAMPAIGN,
+                    &format!("campaign {:?} is closing", &*campaign.id),
+                );
+            }
+        }
+    }
+
+    /// Leaves the joined campaign, telling the host (reliably: its avatar must go).
+    fn leave(&mut self, reason: &str) {
+        if let Some(joined) = self.joined.take() {
+            joined.campaign.remove_member(joined.client_id);
+            let _ = joined.campaign.send_to_host(
+                HostEvent::ClientLeft {
+                    client_id: joined.client_id,
+                    reason: reason.to_string(),
+                },
+                true,
+            );
+            self.outbox.set_phase(JoinPhase::None);
+        }
+    }
+}
+
+/// The close to answer a WebSocket-level violation with, or `None` when the peer simply went away.
+fn violation(
+    err: &tokio_tungstenite::tungstenite::Error,
+    hard_max_frame_bytes: usize,
+) -> Option<(CloseCode, &'static str, String)> {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
+    match err {
+        Error::Capacity(_) => Some((
+            CloseCode::Size,
+            codes::FRAME_TOO_LARGE,
+            format!("a frame above the hard cap of {hard_max_frame_bytes} bytes"),
+        )),
+        Error::Utf8(_) => Some((
+            CloseCode::Invalid,
+            codes::PROTOCOL_VIOLATION,
+            "a text frame that is not valid UTF-8".into(),
+        )),
+        Error::Protocol(WsProtocolError::ResetWithoutClosingHandshake) => None,
+        Error::Protocol(violation) => Some((
+            CloseCode::Protocol,
+            codes::PROTOCOL_VIOLATION,
+            format!("WebSocket protocol violation: {violation}"),
+        )),
+        _ => None,
+    }
+}
+
+/// The sending half of a connection and everything needed to encode for it.
+struct Writer {
+    sink: SplitSink<Socket, Message>,
+    outbox: Arc<Outbox>,
+    shared: Arc<Shared>,
+    encoding: Encoding,
+    /// Created at the welcome, when the client's baseline starts.
+    encoder: Option<ClientStateEncoder>,
+    avatar: Option<ObjectId>,
+    campaign_metrics: Option<Arc<CampaignMetrics>>,
+}
+
+/// A send did not happen: the socket failed, or the client was declared too slow meanwhile.
+struct SendFailed;
+
+impl Writer {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let config = &self.shared.config;
+        // Several pings per idle period, so one late pong does not cost the connection.
+        let ping_every = config
+            .session
+            .ping_interval
+            .min(config.idle_timeout() / 3)
+            .max(Duration::from_millis(10));
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Some(close) = self.outbox.due_close() {
+                self.send_close(close).await;
+                return;
+            }
+            if let Some(message) = self.outbox.pop_reliable() {
+                let message = self.prepare_reliable(message);
+                self.send_counted(message).await;
+                continue;
+            }
+            if let Some(item) = self.outbox.take_state() {
+                if let Some(message) = self.encode_state(&item) {
+                    self.send_counted(message).await;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = self.outbox.wait() => {}
+                _ = ping.tick() => {
+                    if self.send(Message::Ping(Bytes::new())).await.is_err() {
+                        self.connection_lost();
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    self.outbox.request_close(CloseRequest {
+                        code: CloseCode::Away,
+                        reason_code: codes::SHUTTING_DOWN.into(),
+                        message: "the server is shutting down".into(),
+                        discard_pending: true,
+                    });
+                }
+            }
+        }
+    }
+
+    fn prepare_reliable(&mut self, message: Reliable) -> Message {
+        match message {
+            Reliable::Text(text) => Message::Text(text),
+            Reliable::Welcome {
+                avatar_id,
+                campaign_id,
+                text,
+                metrics,
+            } => {
+                self.avatar = Some(avatar_id);
+                self.campaign_metrics = Some(metrics);
+                // A fresh stream: its first message is full (the welcome's state is not a
+                // baseline the encoder could have kept).
+                self.encoder = Some(ClientStateEncoder::new(
+                    &campaign_id,
+                    self.encoding,
+                    &self.shared.config.interest,
+                    self.outbox.interest_radius(),
+                ));
+                Message::Text(text)
+            }
+        }
+    }
+
+    fn encode_state(&mut self, item: &crate::outbox::StateItem) -> Option<Message> {
+        let encoder = self.encoder.as_mut()?;
+        if self.outbox.take_resync() {
+            encoder.resync();
+        }
+        let started = std::time::Instant::now();
+        let message = encoder.encode(
+            &item.snapshot,
+            self.outbox.acked_tick(),
+            self.avatar,
+            item.input_ack,
+        );
+        let metrics = &self.shared.metrics;
+        Metrics::inc(&metrics.states_encoded);
+        Metrics::add(
+            &metrics.encode_nanos,
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        );
+        message
+    }
+
+    async fn send_counted(&mut self, message: Message) {
+        let size = message.len() as u64;
+        match self.send(message).await {
+            Ok(()) => {
+                let metrics = &self.shared.metrics;
+                Metrics::inc(&metrics.messages_out);
+                Metrics::add(&metrics.bytes_out, size);
+                if let Some(campaign) = &self.campaign_metrics {
+                    Metrics::inc(&campaign.messages_out);
+                    Metrics::add(&campaign.bytes_out, size);
+                }
+            }
+            Err(SendFailed) => {
+                if !self.outbox.abort().is_cancelled() {
+                    self.connection_lost();
+                }
+            }
+        }
+    }
+
+    /// Sends one message, abandoning it if the client is declared too slow meanwhile (the bytes
+    /// already handed to the socket stay consistent: tungstenite keeps whole frames buffered).
+    async fn send(&mut self, message: Message) -> Result<(), SendFailed> {
+        tokio::select! {
+            biased;
+            sent = self.sink.send(message) => sent.map_err(|_| SendFailed),
+            _ = self.outbox.abort().cancelled() => Err(SendFailed),
+        }
+    }
+
+    fn connection_lost(&self) {
+        self.outbox.request_close(CloseRequest {
+            code: CloseCode::Error,
+            reason_code: "connection_lost".into(),
+            message: "the connection failed".into(),
+            discard_pending: true,
+        });
+    }
+
+    async fn send_close(&mut self, close: CloseRequest) {
+        let frame = CloseFrame {
+            code: close.code,
+            reason: close.reason().into(),
+        };
+        let grace = self.shared.config.session.close_grace;
+        let _ = tokio::time::timeout(grace, self.sink.send(Message::Close(Some(frame)))).await;
+    }
+}

@@ -1,0 +1,78 @@
+//! The `nexus-token` command: mints tokens the gateway accepts, refuses bad input clearly.
+
+use std::process::Command;
+
+use nexus_gateway::{Role, verify_token};
+
+const SECRET: &str = "cli-test-secret-0123456789";
+
+fn nexus_token(args: &[&str], secret: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-token"));
+    command.args(args).env_remove("NEXUS_GATEWAY_SECRET");
+    if let Some(secret) = secret {
+        command.env("NEXUS_GATEWAY_SECRET", secret);
+    }
+    command.output().expect("nexus-token runs")
+}
+
+#[test]
+fn mints_a_token_the_gateway_verifies() {
+    let output = nexus_token(
+        &[
+            "--name", "Ada", "--id", "acct-1", "--role", "admin", "--ttl", "60",
+        ],
+        Some(SECRET),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).unwrap();
+    let now = nexus_gateway::auth::unix_now();
+    let claims = verify_token(SECRET.as_bytes(), token.trim(), now).expect("a valid token");
+    assert_eq!(claims.name, "Ada");
+    assert_eq!(claims.user_id, "acct-1");
+    assert_eq!(claims.role, Role::Admin);
+    assert!(claims.expires_at > now && claims.expires_at <= now + 61);
+}
+
+#[test]
+fn reads_the_secret_from_a_file() {
+    let path = std::env::temp_dir().join(format!("nexus-token-test-{}", std::process::id()));
+    std::fs::write(&path, format!("{SECRET}\n")).unwrap();
+    let output = nexus_token(
+        &["--name", "Bo", "--secret-file", path.to_str().unwrap()],
+        None,
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).unwrap();
+    let claims = verify_token(SECRET.as_bytes(), token.trim(), 0).unwrap();
+    assert_eq!((claims.name.as_str(), claims.role), ("Bo", Role::Player));
+}
+
+#[test]
+fn refuses_missing_or_bad_arguments_with_a_message() {
+    for (args, secret, expected) in [
+        (&["--name", "Ada"][..], None, "no secret"),
+        (&["--name", "Ada"][..], Some("short"), "at least 16"),
+        (&[][..], Some(SECRET), "--name is required"),
+        (
+            &["--name", "Ada", "--role", "god"][..],
+            Some(SECRET),
+            "player or admin",
+        ),
+        (&["--name", "Ada", "--ttl", "-5"][..], Some(SECRET), "--ttl"),
+        (&["--frobnicate"][..], Some(SECRET), "unknown argument"),
+    ] {
+        let output = nexus_token(args, secret);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let help = nexus_token(&["--help"], None);
+    assert!(help.status.success());
+    assert!(
+        String::from_utf8(help.stdout)
+            .unwrap()
+            .contains("usage: nexus-token")
+    );
+}
