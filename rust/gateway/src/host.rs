@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use nexus_protocol::server as events;
-use nexus_sim::World;
-use nexus_sim::state::{BodyKind, ClientId, Tick};
+use nexus_sim::state::{BodyKind, ClientId, ObjectId, Tick};
+use nexus_sim::{World, WorldEvent};
 
 use crate::auth::Role;
 use crate::link::{CampaignLink, HostEvent, Target};
@@ -70,6 +70,19 @@ struct HostClient {
     role: Role,
 }
 
+/// What happened in the campaign since the last [`CampaignHost::take_notices`], for an embedding
+/// host that reports it (the Godot node turns it into signals). Collected only after the first
+/// call, so hosts that never ask pay nothing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostNotices {
+    /// Clients welcomed: id, name, avatar.
+    pub joined: Vec<(ClientId, String, ObjectId)>,
+    /// Clients gone.
+    pub left: Vec<ClientId>,
+    /// World events published (the same that clients receive).
+    pub events: Vec<WorldEvent>,
+}
+
 /// One campaign: its world and its link to the gateway.
 pub struct CampaignHost {
     world: World,
@@ -80,6 +93,7 @@ pub struct CampaignHost {
     snapshot_interval: u64,
     ticks_since_snapshot: u64,
     actions: VecDeque<(ClientId, ActionRequest)>,
+    notices: Option<HostNotices>,
 }
 
 impl CampaignHost {
@@ -97,6 +111,7 @@ impl CampaignHost {
             config,
             clients: BTreeMap::new(),
             actions: VecDeque::new(),
+            notices: None,
         }
     }
 
@@ -126,6 +141,13 @@ impl CampaignHost {
         self.actions.drain(..).collect()
     }
 
+    /// Joins, leaves and world events since the previous call (see [`HostNotices`]).
+    pub fn take_notices(&mut self) -> HostNotices {
+        self.notices
+            .replace(HostNotices::default())
+            .unwrap_or_default()
+    }
+
     /// Runs one tick (see the module documentation).
     pub fn tick(&mut self) -> TickStats {
         let started = Instant::now();
@@ -137,6 +159,9 @@ impl CampaignHost {
 
         let world_events = self.world.drain_events();
         let world_event_count = world_events.len();
+        if let Some(notices) = self.notices.as_mut() {
+            notices.events.extend(world_events.iter().cloned());
+        }
         self.link.publish_events(world_events);
 
         self.ticks_since_snapshot = self.ticks_since_snapshot.saturating_add(1);
@@ -183,6 +208,9 @@ impl CampaignHost {
                         Ok(avatar) => {
                             self.world.set_admin(client_id, role == Role::Admin);
                             self.clients.insert(client_id, HostClient { role });
+                            if let Some(notices) = self.notices.as_mut() {
+                                notices.joined.push((client_id, name.clone(), avatar));
+                            }
                             joined.push((client_id, avatar));
                         }
                         Err(err) => self.link.reject(client_id, err.code, &err.message),
@@ -190,7 +218,11 @@ impl CampaignHost {
                 }
                 HostEvent::ClientLeft { client_id, .. } => {
                     self.world.remove_player(client_id);
-                    self.clients.remove(&client_id);
+                    if self.clients.remove(&client_id).is_some()
+                        && let Some(notices) = self.notices.as_mut()
+                    {
+                        notices.left.push(client_id);
+                    }
                     joined.retain(|(c, _)| *c != client_id);
                 }
                 HostEvent::Inputs { client_id, inputs } => {

@@ -271,8 +271,34 @@ impl CampaignLink {
         self.send(HostCommand::TickTime(duration));
     }
 
+    /// A cloneable handle that sends events to this campaign's clients from anywhere (another
+    /// node, another thread) while the link itself stays with the tick.
+    pub fn event_sender(&self) -> EventSender {
+        EventSender {
+            commands: self.commands.clone(),
+        }
+    }
+
     fn send(&self, command: HostCommand) {
         // Unbounded: never blocks. An error only means the gateway is gone.
         let _ = self.commands.send(command);
+    }
+}
+
+/// Sends reliable events to one campaign's clients (see [`CampaignLink::event_sender`]).
+#[derive(Clone, Debug)]
+pub struct EventSender {
+    commands: Sender<HostCommand>,
+}
+
+impl EventSender {
+    /// Sends one envelope (reliable) to `target`; false when the campaign is closed.
+    pub fn send_event(&self, target: Target, envelope: Envelope) -> bool {
+        self.commands
+            .send(HostCommand::Send {
+                target,
+                envelope: Box::new(envelope),
+            })
+            .is_ok()
     }
 }

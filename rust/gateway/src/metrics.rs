@@ -90,7 +90,7 @@ fn nanos_to_seconds(nanos: u64) -> f64 {
 }
 
 /// A point-in-time copy of the gateway's figures.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct MetricsSnapshot {
     /// Open WebSocket connections (joined or not).
     pub connections_open: u64,
@@ -141,7 +141,7 @@ pub struct MetricsSnapshot {
 }
 
 /// A point-in-time copy of one campaign's figures.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct CampaignMetricsSnapshot {
     /// Campaign id.
     pub campaign_id: String,

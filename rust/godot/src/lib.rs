@@ -3,7 +3,14 @@
 
 use godot::prelude::*;
 
+mod convert;
+mod environment_manager;
+mod interaction_system;
+mod networked_body;
+mod nexus_gateway;
 mod nexus_info;
+mod particle_field;
+mod physics_world_server;
 
 struct NexusPhysicsExtension;
 

@@ -22,7 +22,9 @@ impl NexusInfo {
         let parts: Vec<&str> = text.split(':').collect();
         parts.len() == 4
             && parts.iter().all(|p| !p.is_empty())
-            && parts[2].strip_prefix('v').is_some_and(|n| n.parse::<u32>().is_ok())
+            && parts[2]
+                .strip_prefix('v')
+                .is_some_and(|n| n.parse::<u32>().is_ok())
             && matches!(parts[3], "requested" | "stream")
     }
 }

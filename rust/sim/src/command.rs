@@ -20,8 +20,10 @@ pub struct PlayerInput {
     /// Look direction (world space, need not be normalised; zero keeps the current one).
     #[serde(default)]
     pub look: [f32; 3],
+    /// Jump (when grounded).
     #[serde(default)]
     pub jump: bool,
+    /// Run instead of walk.
     #[serde(default)]
     pub run: bool,
 }
@@ -30,10 +32,15 @@ pub struct PlayerInput {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InteractionKind {
+    /// Pick up an object (it then follows the avatar).
     Pickup,
+    /// Drop (or throw) the held object.
     Drop,
+    /// Use an object (built-in: toggles its `active` property).
     Use,
+    /// Build a new object (dynamic or static) owned by the client.
     Build,
+    /// Destroy an object (owner, admin, or property `destructible`).
     Destroy,
     /// A host-registered interaction type.
     Custom(String),
@@ -45,6 +52,7 @@ pub struct InteractionRequest {
     /// Client-chosen id echoed in the result, so the client can match them.
     #[serde(default)]
     pub request_id: u32,
+    /// What to do.
     pub kind: InteractionKind,
     /// The object acted on (pickup, use, destroy; drop may omit it: the held object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,12 +69,46 @@ pub struct InteractionRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum EnvironmentCommand {
-    SetWeather { kind: WeatherKind, #[serde(default)] transition_seconds: f32 },
-    SetWind { wind: [f32; 3] },
-    SetTimeOfDay { hours: f32 },
-    SetDayLength { seconds: f32 },
+    /// Change the weather, over `transition_seconds` (0: at once).
+    SetWeather {
+        /// Target weather.
+        kind: WeatherKind,
+        /// Transition duration in seconds.
+        #[serde(default)]
+        transition_seconds: f32,
+    },
+    /// Set the wind velocity, m/s.
+    SetWind {
+        /// Wind velocity, m/s.
+        wind: [f32; 3],
+    },
+    /// Set the clock, hours in 0..24.
+    SetTimeOfDay {
+        /// Hours, 0.0..24.0.
+        hours: f32,
+    },
+    /// Set the real seconds per in-game day.
+    SetDayLength {
+        /// Real seconds per day (>= 1).
+        seconds: f32,
+    },
     /// Raise (positive) or lower the terrain around a point, with a smooth falloff.
-    EditTerrain { center: [f32; 2], radius: f32, delta: f32 },
-    AddObject { object: ObjectDesc },
-    RemoveObject { id: ObjectId },
+    EditTerrain {
+        /// World `[x, z]` of the centre.
+        center: [f32; 2],
+        /// Radius of the edit, m.
+        radius: f32,
+        /// Height change at the centre, m (falls off to 0 at the radius).
+        delta: f32,
+    },
+    /// Add an environment object (the first static heightfield becomes the terrain).
+    AddObject {
+        /// The object.
+        object: ObjectDesc,
+    },
+    /// Remove an environment object.
+    RemoveObject {
+        /// The environment object to remove.
+        id: ObjectId,
+    },
 }

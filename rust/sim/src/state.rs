@@ -38,23 +38,62 @@ pub enum BodyKind {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Shape {
     /// Box with half extents.
-    Box { half_extents: [f32; 3] },
-    Sphere { radius: f32 },
+    Box {
+        /// Half sizes along X, Y, Z.
+        half_extents: [f32; 3],
+    },
+    /// Ball with a radius.
+    Sphere {
+        /// Radius.
+        radius: f32,
+    },
     /// Capsule along the Y axis; `half_height` excludes the caps.
-    Capsule { half_height: f32, radius: f32 },
+    Capsule {
+        /// Half height of the cylindrical part.
+        half_height: f32,
+        /// Radius.
+        radius: f32,
+    },
     /// Cylinder along the Y axis.
-    Cylinder { half_height: f32, radius: f32 },
-    ConvexHull { points: Vec<[f32; 3]> },
-    TriangleMesh { vertices: Vec<[f32; 3]>, indices: Vec<[u32; 3]> },
+    Cylinder {
+        /// Half height.
+        half_height: f32,
+        /// Radius.
+        radius: f32,
+    },
+    /// Convex hull of a point cloud (at least 4 non-coplanar points).
+    ConvexHull {
+        /// Points in the body frame.
+        points: Vec<[f32; 3]>,
+    },
+    /// Triangle mesh (static or kinematic only: it has no volume).
+    TriangleMesh {
+        /// Vertices in the body frame.
+        vertices: Vec<[f32; 3]>,
+        /// Triangles as vertex indices.
+        indices: Vec<[u32; 3]>,
+    },
     /// Heights in row-major order (`rows` x `cols`), spanning `size` metres in X and Z.
-    Heightfield { rows: u32, cols: u32, heights: Vec<f32>, size: [f32; 3] },
+    Heightfield {
+        /// Samples along Z (at least 2).
+        rows: u32,
+        /// Samples along X (at least 2).
+        cols: u32,
+        /// `rows * cols` heights, row-major, multiplied by `size[1]`.
+        heights: Vec<f32>,
+        /// `[extent X, height scale, extent Z]`; the field is centred on the body origin.
+        size: [f32; 3],
+    },
 }
 
 /// Everything needed to create an object (also the body of `object_added` events).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectDesc {
+    /// How the object moves.
     pub kind: BodyKind,
+    /// Collision shape.
     pub shape: Shape,
+    /// Position of the body origin, metres (world space).
     pub position: [f32; 3],
     /// Quaternion `[x, y, z, w]`.
     #[serde(default = "identity_rotation")]
@@ -62,14 +101,18 @@ pub struct ObjectDesc {
     /// Mass in kg (dynamic bodies); `None` derives it from the shape with density 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mass: Option<f32>,
+    /// Friction coefficient (default 0.5).
     #[serde(default = "default_friction")]
     pub friction: f32,
+    /// Bounciness, 0..=1 (default 0).
     #[serde(default)]
     pub restitution: f32,
+    /// Free-form properties (e.g. `pickupable`, `destructible`, `usable`).
     #[serde(default)]
     pub properties: Properties,
 }
 
+/// The identity quaternion `[0, 0, 0, 1]`.
 pub fn identity_rotation() -> [f32; 4] {
     [0.0, 0.0, 0.0, 1.0]
 }
@@ -80,19 +123,26 @@ fn default_friction() -> f32 {
 /// The state of one object at a tick.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectState {
+    /// Stable object id.
     pub id: ObjectId,
+    /// How the object moves.
     pub kind: BodyKind,
+    /// Position of the body origin, metres (world space).
     pub position: [f32; 3],
     /// Quaternion `[x, y, z, w]`.
     pub rotation: [f32; 4],
+    /// Linear velocity, m/s.
     pub velocity: [f32; 3],
+    /// Angular velocity, rad/s.
     pub angular_velocity: [f32; 3],
+    /// Whether the body sleeps (at rest, not simulated).
     #[serde(default)]
     pub sleeping: bool,
     /// The shape, included in full states (welcome, object_added) so a client can build the
     /// object; omitted from streamed updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Shape>,
+    /// Free-form properties (e.g. `pickupable`, `destructible`, `usable`).
     #[serde(default)]
     pub properties: Properties,
 }
@@ -100,9 +150,13 @@ pub struct ObjectState {
 /// Global simulation facts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PhysicsInfo {
+    /// Gravity, m/s².
     pub gravity: [f32; 3],
+    /// Fixed ticks per second.
     pub tick_rate: u32,
+    /// Number of objects.
     pub body_count: u32,
+    /// Number of bodies simulated this tick (not sleeping).
     pub awake_count: u32,
 }
 
@@ -110,15 +164,20 @@ pub struct PhysicsInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeatherKind {
+    /// Clear sky.
     Clear,
+    /// Rain.
     Rain,
+    /// Storm.
     Storm,
+    /// Fog.
     Fog,
 }
 
 /// Current weather, possibly mid-transition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WeatherState {
+    /// Current weather kind.
     pub kind: WeatherKind,
     /// 0..=1: how strongly `kind` applies (ramps during a transition).
     pub intensity: f32,
@@ -135,6 +194,7 @@ pub struct WeatherState {
 /// Environment: weather, time of day, terrain summary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EnvironmentState {
+    /// Current weather.
     pub weather: WeatherState,
     /// Hours, 0.0..24.0.
     pub time_of_day: f32,
@@ -153,8 +213,12 @@ pub struct EnvironmentState {
 pub struct WorldState {
     /// Unix time in seconds (server clock) when this state was taken.
     pub timestamp: f64,
+    /// Tick of this state.
     pub tick: Tick,
+    /// Object states (all of them, or a filtered subset).
     pub objects: Vec<ObjectState>,
+    /// Global physics facts.
     pub physics: PhysicsInfo,
+    /// Environment state.
     pub environment: EnvironmentState,
 }

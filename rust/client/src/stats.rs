@@ -1,0 +1,246 @@
+//! What a session measures: traffic, state age, prediction errors and corrections, interpolation.
+
+use serde::Serialize;
+
+/// A histogram of durations with fixed 1 ms buckets up to 5 s (bounded memory whatever the run
+/// length; percentiles are exact to the millisecond).
+#[derive(Clone, PartialEq)]
+pub struct Histogram {
+    counts: Vec<u32>,
+    overflow: u64,
+    total: u64,
+    max: f64,
+    sum: f64,
+}
+
+const BUCKET: f64 = 0.001;
+const BUCKETS: usize = 5000;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; BUCKETS],
+            overflow: 0,
+            total: 0,
+            max: 0.0,
+            sum: 0.0,
+        }
+    }
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram")
+            .field("count", &self.total)
+            .field("p50", &self.quantile(0.5))
+            .field("p99", &self.quantile(0.99))
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl Histogram {
+    /// Records one value, seconds (negative values count as zero).
+    pub fn record(&mut self, seconds: f64) {
+        if !seconds.is_finite() {
+            return;
+        }
+        let seconds = seconds.max(0.0);
+        let index = (seconds / BUCKET) as usize;
+        match self.counts.get_mut(index) {
+            Some(count) => *count = count.saturating_add(1),
+            None => self.overflow += 1,
+        }
+        self.total += 1;
+        self.sum += seconds;
+        self.max = self.max.max(seconds);
+    }
+
+    /// Adds another histogram's counts.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a = a.saturating_add(*b);
+        }
+        self.overflow += other.overflow;
+        self.total += other.total;
+        self.sum += other.sum;
+        self.max = self.max.max(other.max);
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// Largest value, seconds.
+    pub fn max(&self) -> f64 {
+        self.max
+    }
+
+    /// Mean, seconds.
+    pub fn mean(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.sum / self.total as f64
+        }
+    }
+
+    /// The `p`-quantile (`0.0..=1.0`), seconds: the upper edge of its bucket (the maximum when it
+    /// lies beyond the last bucket).
+    pub fn quantile(&self, p: f64) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let rank = ((p.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (index, count) in self.counts.iter().enumerate() {
+            seen += u64::from(*count);
+            if seen >= rank {
+                return ((index + 1) as f64 * BUCKET).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// Counters of one session (cumulative since it started).
+#[derive(Clone, Debug, Default)]
+pub struct SessionStats {
+    /// Frames received (before any emulated loss).
+    pub frames_received: u64,
+    /// Bytes received (payloads, before any emulated loss).
+    pub bytes_received: u64,
+    /// Of those, frames lost to network emulation (never applied).
+    pub frames_lost: u64,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Bytes sent (payloads).
+    pub bytes_sent: u64,
+    /// State messages applied.
+    pub states_applied: u64,
+    /// State messages ignored (older than one applied) or undecodable.
+    pub states_rejected: u64,
+    /// Age of each applied state on arrival: local time mapped to the server clock minus the
+    /// state's timestamp.
+    pub state_age: Histogram,
+    /// Inputs created (one per fixed tick).
+    pub inputs_created: u64,
+    /// Inputs the server refused.
+    pub inputs_rejected: u64,
+    /// Acknowledged states compared with the prediction.
+    pub reconciliations: u64,
+    /// Of those, the ones that disagreed and rewound the prediction.
+    pub corrections: u64,
+    /// Sum of the distances the prediction moved in corrections, m.
+    pub correction_total: f64,
+    /// Largest correction, m.
+    pub correction_max: f64,
+    /// Rebases of the prediction on the server's idle steps before the first input (agreement
+    /// found, not a disagreement; see `prediction::bootstrap`).
+    pub rebases: u64,
+    /// Largest rebase shift, m.
+    pub rebase_max: f64,
+    /// Largest prediction error at an acknowledged input, m.
+    pub prediction_error_max: f64,
+    /// Prediction error at the newest acknowledged input, m.
+    pub prediction_error_last: f64,
+    /// Error events received.
+    pub errors_received: u64,
+    /// Malformed frames received.
+    pub malformed_frames: u64,
+}
+
+/// A flat summary of one or many sessions, for printing and JSON.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StatsSummary {
+    /// Sessions summarised.
+    pub clients: usize,
+    /// Seconds measured.
+    pub seconds: f64,
+    /// Received bytes per second per client (mean).
+    pub rx_bytes_per_sec_per_client: f64,
+    /// Sent bytes per second per client (mean).
+    pub tx_bytes_per_sec_per_client: f64,
+    /// State messages applied per second per client (mean).
+    pub states_per_sec_per_client: f64,
+    /// State age at the clients, median, milliseconds.
+    pub state_age_p50_ms: f64,
+    /// State age at the clients, 99th percentile, milliseconds.
+    pub state_age_p99_ms: f64,
+    /// Corrections in total.
+    pub corrections: u64,
+    /// Acknowledged states compared, in total.
+    pub reconciliations: u64,
+    /// Mean correction, millimetres.
+    pub correction_mean_mm: f64,
+    /// Largest correction, millimetres.
+    pub correction_max_mm: f64,
+    /// Inputs refused by the server.
+    pub inputs_rejected: u64,
+    /// Error events received.
+    pub errors_received: u64,
+}
+
+impl StatsSummary {
+    /// Summarises sessions measured over `seconds`.
+    pub fn of<'a>(sessions: impl IntoIterator<Item = &'a SessionStats>, seconds: f64) -> Self {
+        let mut summary = StatsSummary {
+            seconds,
+            ..StatsSummary::default()
+        };
+        let mut ages = Histogram::default();
+        let (mut rx, mut tx, mut states, mut correction_total) = (0u64, 0u64, 0u64, 0.0);
+        for stats in sessions {
+            summary.clients += 1;
+            rx += stats.bytes_received;
+            tx += stats.bytes_sent;
+            states += stats.states_applied;
+            ages.merge(&stats.state_age);
+            summary.corrections += stats.corrections;
+            summary.reconciliations += stats.reconciliations;
+            correction_total += stats.correction_total;
+            summary.correction_max_mm = summary.correction_max_mm.max(stats.correction_max * 1e3);
+            summary.inputs_rejected += stats.inputs_rejected;
+            summary.errors_received += stats.errors_received;
+        }
+        let per_client_second = (summary.clients.max(1) as f64) * seconds.max(1e-9);
+        summary.rx_bytes_per_sec_per_client = rx as f64 / per_client_second;
+        summary.tx_bytes_per_sec_per_client = tx as f64 / per_client_second;
+        summary.states_per_sec_per_client = states as f64 / per_client_second;
+        summary.state_age_p50_ms = ages.quantile(0.5) * 1e3;
+        summary.state_age_p99_ms = ages.quantile(0.99) * 1e3;
+        if summary.corrections > 0 {
+            summary.correction_mean_mm = correction_total * 1e3 / summary.corrections as f64;
+        }
+        summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_exact_to_the_bucket() {
+        let mut h = Histogram::default();
+        for ms in 1..=100 {
+            h.record(ms as f64 / 1000.0 - 0.0005);
+        }
+        assert!(
+            (h.quantile(0.5) - 0.050).abs() < 1e-9,
+            "{}",
+            h.quantile(0.5)
+        );
+        assert!(
+            (h.quantile(0.99) - 0.099).abs() < 1e-9,
+            "{}",
+            h.quantile(0.99)
+        );
+        h.record(9.0);
+        assert_eq!(h.quantile(1.0), 9.0);
+        let mut merged = Histogram::default();
+        merged.merge(&h);
+        assert_eq!(merged.count(), 101);
+    }
+}

@@ -1,0 +1,289 @@
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use godot::classes::{Engine, INode, Node, Os};
+use godot::prelude::*;
+use nexus_gateway::{CampaignLink, EventSender, Gateway, GatewayConfig, GatewayHandle, Target};
+use nexus_protocol::Envelope;
+
+use crate::convert::{dictionary_to_json, to_variant};
+
+/// Starts the background WebSocket gateway (a tokio thread) that clients connect to at
+/// `ws://bind_address:port/ws`, with `/metrics` and `/health` beside it. Several
+/// `PhysicsWorldServer` nodes (campaigns) share one gateway; each names it in its `gateway`
+/// property.
+///
+/// Authentication: with a `secret` (or `secret_file`) only signed tokens are accepted; with
+/// `development_mode` any non-empty token is accepted as the player's name. With neither the
+/// gateway refuses to start. On the command line (after `--`) `--port=N`, `--bind=ADDR`,
+/// `--secret-file=FILE` and `--dev` override the properties when `allow_command_line` is on.
+#[derive(GodotClass)]
+#[class(init, base = Node)]
+pub struct NexusGateway {
+    /// TCP port to listen on; 0 picks a free port (see `get_port`).
+    #[export(range = (0.0, 65535.0, 1.0))]
+    #[init(val = 9090)]
+    port: i32,
+    /// Address to listen on: 127.0.0.1 for this machine only, 0.0.0.0 for every interface.
+    #[export]
+    #[init(val = GString::from("127.0.0.1"))]
+    bind_address: GString,
+    /// Path of the WebSocket endpoint.
+    #[export]
+    #[init(val = GString::from("/ws"))]
+    endpoint_path: GString,
+    /// Accept any non-empty token as the player's name (admin role). For development only.
+    #[export]
+    development_mode: bool,
+    /// Secret that signs tokens (at least 16 bytes). Prefer `secret_file` in shipped scenes.
+    #[export]
+    secret: GString,
+    /// File holding the token secret.
+    #[export(global_file)]
+    secret_file: GString,
+    /// Start when the node enters the tree (outside the editor).
+    #[export]
+    #[init(val = true)]
+    autostart: bool,
+    /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev` after `--` override the properties.
+    #[export]
+    #[init(val = true)]
+    allow_command_line: bool,
+    handle: Option<GatewayHandle>,
+    senders: HashMap<String, EventSender>,
+    base: Base<Node>,
+}
+
+#[godot_api]
+impl INode for NexusGateway {
+    fn ready(&mut self) {
+        if self.autostart && !Engine::singleton().is_editor_hint() && self.handle.is_none() {
+            self.start();
+        }
+    }
+
+    fn exit_tree(&mut self) {
+        self.stop();
+    }
+}
+
+#[godot_api]
+impl NexusGateway {
+    /// Emitted when the gateway listens: the bound port and whether it runs in development mode.
+    #[signal]
+    fn started(port: i64, development_mode: bool);
+    /// Emitted after the gateway has stopped and freed its port.
+    #[signal]
+    fn stopped();
+    /// A client event of a campaign that the world does not interpret itself (an action), as an
+    /// envelope Dictionary (`type`, `payload`, `metadata`, plus `client_id`). Emitted after the
+    /// tick, while someone listens.
+    #[signal]
+    fn event_received(campaign_id: GString, event: VarDictionary);
+
+    /// Starts listening; returns false (and reports the reason) when it cannot.
+    #[func]
+    pub fn start(&mut self) -> bool {
+        if self.handle.is_some() {
+            return true;
+        }
+        let config = match self.config() {
+            Ok(config) => config,
+            Err(message) => {
+                godot_error!("NexusGateway: {message}");
+                return false;
+            }
+        };
+        let development = config.auth.is_development();
+        match Gateway::start(config) {
+            Ok(handle) => {
+                let addr = handle.local_addr();
+                if development {
+                    godot_warn!(
+                        "NexusGateway: DEVELOPMENT MODE: any token is accepted as a player name (with the admin role). \
+                         Set a secret for production."
+                    );
+                }
+                godot_print!(
+                    "NexusGateway: listening on ws://{addr}{} ({} mode); metrics at http://{addr}/metrics",
+                    self.endpoint_path,
+                    if development {
+                        "development"
+                    } else {
+                        "signed-token"
+                    }
+                );
+                self.handle = Some(handle);
+                self.signals()
+                    .started()
+                    .emit(i64::from(addr.port()), development);
+                true
+            }
+            Err(error) => {
+                godot_error!("NexusGateway: could not start: {error}");
+                false
+            }
+        }
+    }
+
+    /// Stops the gateway: closes every connection, joins its threads and frees the port.
+    #[func]
+    pub fn stop(&mut self) {
+        self.senders.clear();
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown();
+            self.signals().stopped().emit();
+        }
+    }
+
+    /// Whether the gateway is listening.
+    #[func]
+    pub fn is_running(&self) -> bool {
+        self.handle.is_some()
+    }
+
+    /// The port actually bound (useful with `port = 0`), or -1 when stopped.
+    #[func]
+    pub fn get_bound_port(&self) -> i64 {
+        self.handle
+            .as_ref()
+            .map_or(-1, |h| i64::from(h.local_addr().port()))
+    }
+
+    /// The WebSocket URL clients connect to, or "" when stopped.
+    #[func]
+    pub fn get_url(&self) -> GString {
+        self.handle
+            .as_ref()
+            .map_or(GString::new(), |h| h.url().as_str().into())
+    }
+
+    /// Sends an event (a Dictionary with `type`, `payload` and optional `metadata`) to every
+    /// client of a campaign, as the design's NexusClient does. Returns false on a bad event or an
+    /// unknown campaign.
+    #[func]
+    pub fn send_event(&mut self, campaign_id: GString, event: VarDictionary) -> bool {
+        let envelope = match envelope_from_dictionary(&event) {
+            Ok(envelope) => envelope,
+            Err(message) => {
+                godot_error!("NexusGateway.send_event: {message}");
+                return false;
+            }
+        };
+        let campaign = campaign_id.to_string();
+        match self.senders.get(&campaign) {
+            Some(sender) if sender.send_event(Target::All, envelope) => true,
+            _ => {
+                godot_error!(
+                    "NexusGateway.send_event: campaign {campaign:?} is not open on this gateway"
+                );
+                false
+            }
+        }
+    }
+
+    /// Counters of the gateway (clients per campaign, bytes and messages out, drops, rejections).
+    #[func]
+    pub fn get_metrics(&self) -> VarDictionary {
+        self.handle
+            .as_ref()
+            .map_or_else(VarDictionary::new, |h| to_variant(&h.metrics()).to())
+    }
+
+    /// The names of the open campaigns.
+    #[func]
+    pub fn get_campaigns(&self) -> PackedStringArray {
+        let mut names = PackedStringArray::new();
+        if let Some(handle) = &self.handle {
+            for name in handle.campaigns() {
+                names.push(name.as_str());
+            }
+        }
+        names
+    }
+}
+
+impl NexusGateway {
+    /// Opens a campaign on the running gateway (starting it first when needed).
+    pub fn open_campaign(&mut self, campaign_id: &str) -> Result<CampaignLink, String> {
+        if self.handle.is_none() && !self.start() {
+            return Err("the gateway could not start".into());
+        }
+        let handle = self.handle.as_ref().ok_or("the gateway is not running")?;
+        let link = handle
+            .open_campaign(campaign_id)
+            .map_err(|e| e.to_string())?;
+        self.senders
+            .insert(campaign_id.to_string(), link.event_sender());
+        Ok(link)
+    }
+
+    /// Re-emits a client event for scripts (deferred, so handlers may call into the world).
+    pub fn notify_event(&mut self, campaign_id: &GString, event: VarDictionary) {
+        let args = [
+            StringName::from("event_received").to_variant(),
+            campaign_id.to_variant(),
+            event.to_variant(),
+        ];
+        self.base_mut().call_deferred("emit_signal", &args);
+    }
+
+    fn config(&self) -> Result<GatewayConfig, String> {
+        let mut port = self.port;
+        let mut bind = self.bind_address.to_string();
+        let mut secret_file = self.secret_file.to_string();
+        let mut development = self.development_mode;
+        if self.allow_command_line {
+            for arg in Os::singleton().get_cmdline_user_args().as_slice() {
+                let arg = arg.to_string();
+                if let Some(value) = arg.strip_prefix("--port=") {
+                    port = value
+                        .parse()
+                        .map_err(|_| format!("--port={value} is not a port number"))?;
+                } else if let Some(value) = arg.strip_prefix("--bind=") {
+                    bind = value.to_string();
+                } else if let Some(value) = arg.strip_prefix("--secret-file=") {
+                    secret_file = value.to_string();
+                    development = false;
+                } else if arg == "--dev" {
+                    development = true;
+                }
+            }
+        }
+        let port = u16::try_from(port).map_err(|_| format!("port {port} is outside 0..=65535"))?;
+        let ip: IpAddr = bind
+            .parse()
+            .map_err(|_| format!("bind address {bind:?} is not an IP address"))?;
+        let secret = if !secret_file.is_empty() {
+            let text = std::fs::read_to_string(&secret_file)
+                .map_err(|e| format!("cannot read the secret file {secret_file:?}: {e}"))?;
+            Some(text.trim().as_bytes().to_vec())
+        } else if !self.secret.is_empty() {
+            Some(self.secret.to_string().into_bytes())
+        } else {
+            None
+        };
+        let mut config = match (secret, development) {
+            (Some(secret), false) => GatewayConfig::signed(secret),
+            (_, true) => GatewayConfig::development(),
+            (None, false) => {
+                return Err(
+                    "no token secret is set and development mode is off: set `secret`/`secret_file`, \
+                     or switch `development_mode` on (scripts/serve passes --dev)"
+                        .into(),
+                );
+            }
+        };
+        config.bind = SocketAddr::new(ip, port);
+        config.path = self.endpoint_path.to_string();
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+/// An event Dictionary as a protocol envelope.
+pub fn envelope_from_dictionary(event: &VarDictionary) -> Result<Envelope, String> {
+    let json = serde_json::Value::Object(dictionary_to_json(event)?);
+    serde_json::from_value(json)
+        .map_err(|e| format!("not an event envelope ({{type, payload, metadata}}): {e}"))
+}

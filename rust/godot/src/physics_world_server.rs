@@ -1,0 +1,676 @@
+use std::collections::HashMap;
+use std::time::Instant;
+
+use godot::classes::{Engine, INode3D, Node, Node3D};
+use godot::prelude::*;
+use nexus_gateway::{ActionRequest, CampaignHost, CampaignHostConfig};
+use nexus_sim::state::{ObjectDesc, ObjectId, Tick};
+use nexus_sim::{World, WorldConfig, WorldEvent};
+
+use crate::convert::{array_to_quat, array_to_vec3, from_dictionary, to_variant, vec3_to_array};
+use crate::environment_manager::EnvironmentManager;
+use crate::interaction_system::InteractionSystem;
+use crate::networked_body::NetworkedBody;
+use crate::nexus_gateway::NexusGateway;
+use crate::particle_field::ParticleField;
+
+/// Where the world runs: served through a gateway, or on its own (tests, tools, single player).
+enum Runner {
+    Hosted(Box<CampaignHost>),
+    Offline(Box<World>),
+}
+
+impl Runner {
+    fn world(&self) -> &World {
+        match self {
+            Runner::Hosted(host) => host.world(),
+            Runner::Offline(world) => world,
+        }
+    }
+
+    fn world_mut(&mut self) -> &mut World {
+        match self {
+            Runner::Hosted(host) => host.world_mut(),
+            Runner::Offline(world) => world,
+        }
+    }
+}
+
+/// Owns one campaign's authoritative physics world and steps it at a fixed tick.
+///
+/// At start it builds the world from its `NetworkedBody` descendants (and its `EnvironmentManager`,
+/// `InteractionSystem` and `ParticleField` children), opens its campaign on the `gateway` (when
+/// set) and then, every physics frame, runs the fixed ticks due: client events in, `World::step`,
+/// events and state out. `NetworkedBody` nodes follow their objects. Signals are emitted after the
+/// tick (deferred), so handlers may call back into the world.
+#[derive(GodotClass)]
+#[class(init, base = Node3D)]
+pub struct PhysicsWorldServer {
+    /// The campaign (world) clients join with `metadata.campaign_id`.
+    #[export]
+    #[init(val = GString::from("0"))]
+    campaign_id: GString,
+    /// Fixed simulation ticks per second.
+    #[export(range = (1.0, 240.0, 1.0, suffix = "Hz"))]
+    #[init(val = 60)]
+    tick_rate: i32,
+    /// State messages per second sent to clients (at most the tick rate).
+    #[export(range = (1.0, 60.0, 1.0, suffix = "Hz"))]
+    #[init(val = 20)]
+    snapshot_rate: i32,
+    /// Gravity in m/s².
+    #[export]
+    #[init(val = Vector3::new(0.0, -9.81, 0.0))]
+    gravity: Vector3,
+    /// Seed of every random choice in the world (particles, gusts): equal seeds replay equally.
+    #[export]
+    #[init(val = 1)]
+    seed: i64,
+    /// Where avatars of joining clients appear.
+    #[export]
+    #[init(val = Vector3::new(0.0, 2.0, 0.0))]
+    spawn_point: Vector3,
+    /// The gateway that serves this campaign's clients; without one the world runs offline.
+    #[export]
+    gateway: Option<Gd<NexusGateway>>,
+    /// Start the world when the node is ready (outside the editor).
+    #[export]
+    #[init(val = true)]
+    autostart: bool,
+    runner: Option<Runner>,
+    accumulator: f64,
+    bodies: HashMap<ObjectId, Gd<NetworkedBody>>,
+    environment: Option<Gd<EnvironmentManager>>,
+    interactions: Option<Gd<InteractionSystem>>,
+    synced_tick: Tick,
+    stats: TickWindow,
+    base: Base<Node3D>,
+}
+
+/// Tick durations over the last second, for the `tick_stats` signal.
+#[derive(Default)]
+struct TickWindow {
+    ticks: u32,
+    total_usec: u64,
+    max_usec: u64,
+}
+
+/// Most fixed ticks run in one frame; a slower machine drops time instead of spiralling.
+const MAX_TICKS_PER_FRAME: u32 = 8;
+
+#[godot_api]
+impl INode3D for PhysicsWorldServer {
+    fn ready(&mut self) {
+        if self.autostart && !Engine::singleton().is_editor_hint() {
+            self.start();
+        }
+    }
+
+    fn physics_process(&mut self, delta: f64) {
+        if self.runner.is_none() {
+            return;
+        }
+        let dt = 1.0 / f64::from(self.tick_rate.max(1));
+        self.accumulator += delta;
+        let mut ran = 0;
+        while self.accumulator >= dt && ran < MAX_TICKS_PER_FRAME {
+            self.accumulator -= dt;
+            self.tick_once();
+            ran += 1;
+        }
+        if ran == MAX_TICKS_PER_FRAME {
+            self.accumulator = 0.0;
+        }
+        self.sync_bodies();
+    }
+
+    fn exit_tree(&mut self) {
+        self.stop();
+    }
+}
+
+#[godot_api]
+impl PhysicsWorldServer {
+    /// A client joined: its id, its name and the id of the avatar it drives.
+    #[signal]
+    fn client_joined(client_id: i64, name: GString, avatar_id: i64);
+    /// A client left (its avatar is gone and what it held was dropped).
+    #[signal]
+    fn client_left(client_id: i64);
+    /// An object appeared (its full state, with the shape).
+    #[signal]
+    fn object_added(object_id: i64, state: VarDictionary);
+    /// An object was removed, and why.
+    #[signal]
+    fn object_removed(object_id: i64, reason: GString);
+    /// An interaction finished (success or failure with a reason `code`).
+    #[signal]
+    fn interaction_completed(result: VarDictionary);
+    /// Once per second: the tick, mean and max tick time (µs) over the second, objects, clients.
+    #[signal]
+    fn tick_stats(tick: i64, mean_usec: i64, max_usec: i64, objects: i64, clients: i64);
+    /// A client sent a `physics:action:v1:requested` the world does not interpret itself.
+    #[signal]
+    fn action_received(client_id: i64, action: VarDictionary);
+
+    /// Builds the world and starts serving. Called at ready when `autostart` is on.
+    #[func]
+    pub fn start(&mut self) -> bool {
+        if self.runner.is_some() {
+            return true;
+        }
+        let config = WorldConfig {
+            tick_rate: self.tick_rate.clamp(1, 240) as u32,
+            gravity: vec3_to_array(self.gravity),
+            seed: self.seed as u64,
+            spawn_point: vec3_to_array(self.spawn_point),
+            ..WorldConfig::default()
+        };
+        let mut world = World::new(config);
+        self.configure_children(&mut world);
+        self.add_scene_bodies(&mut world);
+        let campaign = self.campaign_id.to_string();
+        let runner = match self.gateway.clone() {
+            Some(mut gateway) => match gateway.bind_mut().open_campaign(&campaign) {
+                Ok(link) => {
+                    let host_config = CampaignHostConfig {
+                        state_rate: self.snapshot_rate.clamp(1, 60) as u32,
+                        spawn_position: None,
+                        ..CampaignHostConfig::default()
+                    };
+                    let mut host = CampaignHost::new(world, link, host_config);
+                    // Starts collecting joins, leaves and events for the signals.
+                    host.take_notices();
+                    Runner::Hosted(Box::new(host))
+                }
+                Err(error) => {
+                    godot_error!(
+                        "PhysicsWorldServer {campaign}: cannot open the campaign on the gateway: {error}"
+                    );
+                    return false;
+                }
+            },
+            None => Runner::Offline(Box::new(world)),
+        };
+        self.synced_tick = runner.world().tick();
+        self.runner = Some(runner);
+        self.accumulator = 0.0;
+        true
+    }
+
+    /// Stops the world and closes the campaign on the gateway.
+    #[func]
+    pub fn stop(&mut self) {
+        self.runner = None;
+        for (_, mut body) in self.bodies.drain() {
+            if body.is_instance_valid() {
+                body.bind_mut().bind_object(None);
+            }
+        }
+    }
+
+    /// Whether the world is running.
+    #[func]
+    pub fn is_running(&self) -> bool {
+        self.runner.is_some()
+    }
+
+    /// The world's current tick.
+    #[func]
+    pub fn get_tick(&self) -> i64 {
+        self.runner.as_ref().map_or(0, |r| r.world().tick() as i64)
+    }
+
+    /// Runs `count` fixed ticks now (for tools and tests; the node ticks by itself while processing).
+    #[func]
+    pub fn step_ticks(&mut self, count: i64) {
+        for _ in 0..count.max(0) {
+            if self.runner.is_none() {
+                break;
+            }
+            self.tick_once();
+        }
+        self.sync_bodies();
+    }
+
+    /// Adds an object from a description Dictionary (`kind`, `shape`, `position`, `rotation`,
+    /// `mass`, `friction`, `restitution`, `properties`; see PROTOCOL.md). Returns its id, or -1
+    /// with an error printed.
+    #[func]
+    pub fn spawn_object(&mut self, description: VarDictionary) -> i64 {
+        let desc: ObjectDesc = match from_dictionary(&description) {
+            Ok(desc) => desc,
+            Err(error) => {
+                godot_error!("PhysicsWorldServer.spawn_object: invalid description: {error}");
+                return -1;
+            }
+        };
+        match self.with_world(|world| world.add_object(desc)) {
+            Some(Ok(id)) => i64::from(id),
+            Some(Err(error)) => {
+                godot_error!("PhysicsWorldServer.spawn_object: {error}");
+                -1
+            }
+            None => -1,
+        }
+    }
+
+    /// Removes an object; false when there is no such object.
+    #[func]
+    pub fn remove_object(&mut self, object_id: i64) -> bool {
+        let Ok(id) = ObjectId::try_from(object_id) else {
+            return false;
+        };
+        matches!(
+            self.with_world(|world| world.remove_object(id)),
+            Some(Ok(()))
+        )
+    }
+
+    /// Applies an impulse (N·s) to a dynamic object; false when that is not possible.
+    #[func]
+    pub fn apply_impulse(&mut self, object_id: i64, impulse: Vector3) -> bool {
+        let Ok(id) = ObjectId::try_from(object_id) else {
+            return false;
+        };
+        matches!(
+            self.with_world(|world| world.apply_impulse(id, vec3_to_array(impulse))),
+            Some(Ok(()))
+        )
+    }
+
+    /// An object's state (`id`, `kind`, `position`, `rotation`, `velocity`, `angular_velocity`,
+    /// `properties`, ...), or an empty Dictionary when there is no such object.
+    #[func]
+    pub fn get_object_state(&self, object_id: i64) -> VarDictionary {
+        let Ok(id) = ObjectId::try_from(object_id) else {
+            return VarDictionary::new();
+        };
+        self.runner
+            .as_ref()
+            .and_then(|r| r.world().object_state_with_shape(id, true))
+            .map_or_else(VarDictionary::new, |state| to_variant(&state).to())
+    }
+
+    /// An object's position, or `Vector3.ZERO` when there is no such object.
+    #[func]
+    pub fn get_object_position(&self, object_id: i64) -> Vector3 {
+        let Ok(id) = ObjectId::try_from(object_id) else {
+            return Vector3::ZERO;
+        };
+        self.runner
+            .as_ref()
+            .and_then(|r| r.world().object_state(id))
+            .map_or(Vector3::ZERO, |s| array_to_vec3(s.position))
+    }
+
+    /// The full world state as the design describes it: `timestamp`, `tick`, `objects`,
+    /// `physics`, `environment`.
+    #[func]
+    pub fn get_world_state(&self, with_shapes: bool) -> VarDictionary {
+        self.runner.as_ref().map_or_else(VarDictionary::new, |r| {
+            to_variant(&r.world().snapshot(with_shapes)).to()
+        })
+    }
+
+    /// Ids of the objects within `radius` of `center`.
+    #[func]
+    pub fn get_objects_within(&self, center: Vector3, radius: f32) -> PackedInt64Array {
+        let ids = self
+            .runner
+            .as_ref()
+            .map(|r| r.world().objects_within(vec3_to_array(center), radius))
+            .unwrap_or_default();
+        ids.into_iter().map(i64::from).collect()
+    }
+
+    /// Number of objects in the world.
+    #[func]
+    pub fn get_object_count(&self) -> i64 {
+        self.runner
+            .as_ref()
+            .map_or(0, |r| r.world().object_count() as i64)
+    }
+
+    /// Adds a player driven from this process (an NPC, a local player, a test) with client id
+    /// `client_id` (use ids at or above 1,000,000,000 to stay clear of the gateway's). Returns its
+    /// avatar's object id, or -1.
+    #[func]
+    pub fn add_local_player(&mut self, client_id: i64, name: GString) -> i64 {
+        let Ok(client) = u32::try_from(client_id) else {
+            godot_error!(
+                "PhysicsWorldServer.add_local_player: client id {client_id} is out of range"
+            );
+            return -1;
+        };
+        let spawn = Some(vec3_to_array(self.spawn_point));
+        match self.with_world(|world| world.spawn_player(client, &name.to_string(), spawn)) {
+            Some(Ok(avatar)) => i64::from(avatar),
+            Some(Err(error)) => {
+                godot_error!("PhysicsWorldServer.add_local_player: {error}");
+                -1
+            }
+            None => -1,
+        }
+    }
+
+    /// Removes a local player (what it held is dropped).
+    #[func]
+    pub fn remove_local_player(&mut self, client_id: i64) {
+        if let Ok(client) = u32::try_from(client_id) {
+            self.with_world(|world| world.remove_player(client));
+        }
+    }
+
+    /// Queues movement inputs (`seq`, `movement`, `look`, `jump`, `run`; see PROTOCOL.md) for a
+    /// local player. Returns the rejected ones as `{seq, code, message}` Dictionaries.
+    #[func]
+    pub fn queue_local_input(&mut self, client_id: i64, input: VarDictionary) -> VarArray {
+        let mut rejected = VarArray::new();
+        let Ok(client) = u32::try_from(client_id) else {
+            return rejected;
+        };
+        let input: nexus_sim::PlayerInput = match from_dictionary(&input) {
+            Ok(input) => input,
+            Err(error) => {
+                godot_error!("PhysicsWorldServer.queue_local_input: invalid input: {error}");
+                return rejected;
+            }
+        };
+        for rejection in self
+            .with_world(|world| world.queue_inputs(client, &[input]))
+            .unwrap_or_default()
+        {
+            rejected.push(&to_variant(&rejection));
+        }
+        rejected
+    }
+
+    /// Requests an interaction for a local player (`kind` — `pickup`, `drop`, `use`, `build`,
+    /// `destroy` or a registered name — `target`, `request_id`, `args`, `build`);
+    /// the outcome arrives with `interaction_completed`.
+    #[func]
+    pub fn request_local_interaction(&mut self, client_id: i64, request: VarDictionary) -> bool {
+        let Ok(client) = u32::try_from(client_id) else {
+            return false;
+        };
+        match crate::interaction_system::request_from_dictionary(&request) {
+            Ok(request) => self
+                .with_world(|world| world.request_interaction(client, request))
+                .is_some(),
+            Err(error) => {
+                godot_error!(
+                    "PhysicsWorldServer.request_local_interaction: invalid request: {error}"
+                );
+                false
+            }
+        }
+    }
+
+    /// Ids of the clients in the campaign.
+    #[func]
+    pub fn get_clients(&self) -> PackedInt64Array {
+        match &self.runner {
+            Some(Runner::Hosted(host)) => host.clients().into_iter().map(i64::from).collect(),
+            _ => PackedInt64Array::new(),
+        }
+    }
+}
+
+impl PhysicsWorldServer {
+    /// Runs `f` on the world, or reports that the world is not running.
+    pub fn with_world<R>(&mut self, f: impl FnOnce(&mut World) -> R) -> Option<R> {
+        match self.runner.as_mut() {
+            Some(runner) => Some(f(runner.world_mut())),
+            None => {
+                godot_error!(
+                    "PhysicsWorldServer {}: the world is not running (call start())",
+                    self.campaign_id
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads the world, when it runs.
+    pub fn world(&self) -> Option<&World> {
+        self.runner.as_ref().map(Runner::world)
+    }
+
+    /// Lets the EnvironmentManager, InteractionSystem and ParticleField children set up the world.
+    fn configure_children(&mut self, world: &mut World) {
+        self.environment = None;
+        self.interactions = None;
+        for child in self.base().get_children().iter_shared() {
+            if let Ok(environment) = child.clone().try_cast::<EnvironmentManager>() {
+                environment.bind().configure(world);
+                self.environment = Some(environment);
+            } else if let Ok(interactions) = child.clone().try_cast::<InteractionSystem>() {
+                interactions.bind().install(world);
+                self.interactions = Some(interactions);
+            } else if let Ok(mut field) = child.try_cast::<ParticleField>() {
+                field.bind_mut().install(world);
+            }
+        }
+    }
+
+    fn add_scene_bodies(&mut self, world: &mut World) {
+        let me = self.to_gd().upcast::<Node>();
+        if !self.base().is_inside_tree() {
+            return;
+        }
+        let tree = self.base().get_tree();
+        for node in tree.get_nodes_in_group(NetworkedBody::GROUP).iter_shared() {
+            let Ok(mut body) = node.try_cast::<NetworkedBody>() else {
+                continue;
+            };
+            if !me.is_ancestor_of(&body) || self.owning_server(&body).as_ref() != Some(&me) {
+                continue;
+            }
+            let desc = body.bind().object_desc();
+            match desc.and_then(|desc| world.add_object(desc).map_err(|e| e.to_string())) {
+                Ok(id) => {
+                    body.bind_mut().bind_object(Some(id));
+                    self.bodies.insert(id, body);
+                }
+                Err(error) => godot_error!("NetworkedBody {}: {error}", body.get_path()),
+            }
+        }
+    }
+
+    /// The nearest `PhysicsWorldServer` above `body` (a body belongs to that world only).
+    fn owning_server(&self, body: &Gd<NetworkedBody>) -> Option<Gd<Node>> {
+        let mut node = body.get_parent();
+        while let Some(current) = node {
+            if current.is_class("PhysicsWorldServer") {
+                return Some(current);
+            }
+            node = current.get_parent();
+        }
+        None
+    }
+
+    fn tick_once(&mut self) {
+        let started = Instant::now();
+        let Some(runner) = self.runner.as_mut() else {
+            return;
+        };
+        let (events, joined, left, actions) = match runner {
+            Runner::Hosted(host) => {
+                host.tick();
+                let notices = host.take_notices();
+                let actions = host.drain_actions();
+                (notices.events, notices.joined, notices.left, actions)
+            }
+            Runner::Offline(world) => {
+                world.step();
+                (world.drain_events(), Vec::new(), Vec::new(), Vec::new())
+            }
+        };
+        let elapsed = started.elapsed().as_micros() as u64;
+        self.emit_notices(events, joined, left, actions);
+        self.record_tick(elapsed);
+    }
+
+    fn emit_notices(
+        &mut self,
+        events: Vec<WorldEvent>,
+        joined: Vec<(u32, String, ObjectId)>,
+        left: Vec<u32>,
+        actions: Vec<(u32, ActionRequest)>,
+    ) {
+        for (client, name, avatar) in joined {
+            self.defer_emit(
+                "client_joined",
+                &[
+                    i64::from(client).to_variant(),
+                    GString::from(name.as_str()).to_variant(),
+                    i64::from(avatar).to_variant(),
+                ],
+            );
+        }
+        for client in left {
+            self.defer_emit("client_left", &[i64::from(client).to_variant()]);
+        }
+        for (client, action) in actions {
+            let mut dict = VarDictionary::new();
+            dict.set("action", action.action.as_str());
+            dict.set("target", action.target.map_or(-1, i64::from));
+            dict.set(
+                "args",
+                &crate::convert::json_object_to_dictionary(&action.args),
+            );
+            if let Some(gateway) = self.gateway.as_mut() {
+                let campaign = self.campaign_id.clone();
+                let mut event = VarDictionary::new();
+                event.set("type", "physics:action:v1:requested");
+                event.set("payload", &dict);
+                let mut metadata = VarDictionary::new();
+                metadata.set("campaign_id", &campaign);
+                event.set("metadata", &metadata);
+                event.set("client_id", i64::from(client));
+                gateway.bind_mut().notify_event(&campaign, event);
+            }
+            self.defer_emit(
+                "action_received",
+                &[i64::from(client).to_variant(), dict.to_variant()],
+            );
+        }
+        for event in events {
+            match event {
+                WorldEvent::ObjectAdded { object, .. } => {
+                    self.defer_emit(
+                        "object_added",
+                        &[i64::from(object.id).to_variant(), to_variant(&object)],
+                    );
+                }
+                WorldEvent::ObjectRemoved { id, reason } => {
+                    if let Some(mut body) = self.bodies.remove(&id)
+                        && body.is_instance_valid()
+                    {
+                        body.bind_mut().bind_object(None);
+                    }
+                    self.defer_emit(
+                        "object_removed",
+                        &[
+                            i64::from(id).to_variant(),
+                            GString::from(reason.as_str()).to_variant(),
+                        ],
+                    );
+                }
+                WorldEvent::InteractionResult(result) => {
+                    let kind = crate::interaction_system::kind_name(&result.kind);
+                    let mut result: VarDictionary = to_variant(&result).to();
+                    result.set("kind", kind.as_str());
+                    let result = result.to_variant();
+                    if let Some(interactions) = self.interactions.as_mut() {
+                        interactions.bind_mut().defer_completed(result.clone());
+                    }
+                    self.defer_emit("interaction_completed", &[result]);
+                }
+                WorldEvent::WeatherChanged { weather } => {
+                    if let Some(environment) = self.environment.as_mut() {
+                        environment
+                            .bind_mut()
+                            .defer_emit("weather_changed", &[to_variant(&weather)]);
+                    }
+                }
+                WorldEvent::TimeOfDayChanged {
+                    time_of_day,
+                    day_length,
+                } => {
+                    if let Some(environment) = self.environment.as_mut() {
+                        environment.bind_mut().defer_emit(
+                            "time_of_day_changed",
+                            &[time_of_day.to_variant(), day_length.to_variant()],
+                        );
+                    }
+                }
+                WorldEvent::TerrainEdited(patch) => {
+                    if let Some(environment) = self.environment.as_mut() {
+                        environment
+                            .bind_mut()
+                            .defer_emit("terrain_edited", &[to_variant(&patch)]);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn defer_emit(&mut self, signal: &str, args: &[Variant]) {
+        let mut call_args = vec![StringName::from(signal).to_variant()];
+        call_args.extend_from_slice(args);
+        self.base_mut().call_deferred("emit_signal", &call_args);
+    }
+
+    fn record_tick(&mut self, usec: u64) {
+        self.stats.ticks += 1;
+        self.stats.total_usec += usec;
+        self.stats.max_usec = self.stats.max_usec.max(usec);
+        if self.stats.ticks >= self.tick_rate.max(1) as u32 {
+            let window = std::mem::take(&mut self.stats);
+            let (tick, objects, clients) = match &self.runner {
+                Some(runner) => (
+                    runner.world().tick() as i64,
+                    runner.world().object_count() as i64,
+                    self.get_clients().len() as i64,
+                ),
+                None => (0, 0, 0),
+            };
+            let mean = (window.total_usec / u64::from(window.ticks)) as i64;
+            self.defer_emit(
+                "tick_stats",
+                &[
+                    tick.to_variant(),
+                    mean.to_variant(),
+                    (window.max_usec as i64).to_variant(),
+                    objects.to_variant(),
+                    clients.to_variant(),
+                ],
+            );
+        }
+    }
+
+    /// Moves the `NetworkedBody` nodes whose objects changed since the last sync.
+    fn sync_bodies(&mut self) {
+        let Some(runner) = self.runner.as_ref() else {
+            return;
+        };
+        let world = runner.world();
+        if self.bodies.is_empty() || world.tick() == self.synced_tick {
+            return;
+        }
+        for id in world.changed_since(self.synced_tick) {
+            let (Some(body), Some(state)) = (self.bodies.get_mut(&id), world.object_state(id))
+            else {
+                continue;
+            };
+            if body.is_instance_valid() {
+                let basis = Basis::from_quaternion(array_to_quat(state.rotation).normalized());
+                body.set_global_transform(Transform3D::new(basis, array_to_vec3(state.position)));
+            }
+        }
+        self.synced_tick = world.tick();
+    }
+}

@@ -1,0 +1,306 @@
+//! Bandwidth per client on Glenn Fiedler's "Snapshot Compression" scenario: 901 cubes — a 30×30
+//! grid of small cubes settling, plus one big cube pushed around through them — 60 state messages
+//! per second, acks arriving after a 100 ms round trip (6 messages later).
+//!
+//! Streams compared (same world, same run):
+//! - full JSON: the whole world state every message (`server::world_state_full`);
+//! - delta JSON: `StateEncoder` (JSON) against the acked baseline, no interest limit;
+//! - binary delta: `StateEncoder` (binary) against the acked baseline, no interest limit;
+//! - binary delta + interest/LOD: the default stream settings, viewer on the big cube.
+//!
+//! Fiedler's published result for this scenario is under 256 kbit/s. Run with
+//! `cargo bench -p nexus-protocol --bench bandwidth`; `NEXUS_BENCH_SECONDS=60` for a longer run
+//! (default 20 s of simulated time).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use nexus_protocol::{
+    Encoding, Snapshot, StateDecoder, StateEncoder, StatePayload, StreamSettings, server,
+};
+use nexus_sim::World;
+use nexus_sim::config::WorldConfig;
+use nexus_sim::state::{BodyKind, ObjectDesc, ObjectId, Properties, Shape};
+
+const FIEDLER_KBPS: f64 = 256.0;
+const RATE: usize = 60;
+const ACK_DELAY_MESSAGES: usize = 6; // 100 ms round trip at 60 messages per second
+
+struct Stream {
+    name: &'static str,
+    encoder: Option<StateEncoder>,
+    decoder: Option<StateDecoder>,
+    acks: VecDeque<(usize, u64)>,
+    bytes: Vec<usize>,
+    encode_time: Duration,
+    listed: usize,
+}
+
+impl Stream {
+    fn new(name: &'static str, encoder: Option<StateEncoder>) -> Stream {
+        let decoder = encoder
+            .as_ref()
+            .filter(|e| e.encoding() == Encoding::Binary)
+            .map(|_| StateDecoder::default());
+        Stream {
+            name,
+            encoder,
+            decoder,
+            acks: VecDeque::new(),
+            bytes: Vec::new(),
+            encode_time: Duration::ZERO,
+            listed: 0,
+        }
+    }
+}
+
+/// WebSocket server frame header size for a payload of `len` bytes (no mask from the server).
+fn ws_header(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=65_535 => 4,
+        _ => 10,
+    }
+}
+
+fn cube(half: f32, position: [f32; 3], rotation: [f32; 4], mass: Option<f32>) -> ObjectDesc {
+    ObjectDesc {
+        kind: BodyKind::Dynamic,
+        shape: Shape::Box {
+            half_extents: [half; 3],
+        },
+        position,
+        rotation,
+        mass,
+        friction: 0.6,
+        restitution: 0.0,
+        properties: Properties::new(),
+    }
+}
+
+fn build_world() -> (World, ObjectId) {
+    let mut world = World::new(WorldConfig {
+        seed: 901,
+        ..WorldConfig::default()
+    });
+    world
+        .add_object(ObjectDesc {
+            kind: BodyKind::Static,
+            shape: Shape::Box {
+                half_extents: [150.0, 0.5, 150.0],
+            },
+            position: [0.0, -0.5, 0.0],
+            rotation: [0.0, 0.0, 0.0, 1.0],
+            mass: None,
+            friction: 0.8,
+            restitution: 0.0,
+            properties: Properties::new(),
+        })
+        .expect("ground");
+    // 30×30 small cubes, 1.5 m apart, dropped from a little height with a slight tilt so they
+    // tumble and settle.
+    for row in 0..30 {
+        for col in 0..30 {
+            let x = (col as f32 - 14.5) * 1.5;
+            let z = (row as f32 - 14.5) * 1.5;
+            let tilt = 0.05 * (((row * 31 + col * 17) % 13) as f32 - 6.0) / 6.0;
+            let half_angle = tilt * 0.5;
+            let rotation = [half_angle.sin(), 0.0, 0.0, half_angle.cos()];
+            world
+                .add_object(cube(
+                    0.5,
+                    [x, 0.5 + 0.3 + (row % 3) as f32 * 0.2, z],
+                    rotation,
+                    None,
+                ))
+                .expect("small cube");
+        }
+    }
+    let big = world
+        .add_object(cube(
+            1.5,
+            [-30.0, 1.6, -30.0],
+            [0.0, 0.0, 0.0, 1.0],
+            Some(200.0),
+        ))
+        .expect("big cube");
+    (world, big)
+}
+
+/// Pushes the big cube towards a target moving on a Lissajous path over the grid.
+fn push(world: &mut World, big: ObjectId, tick: usize) {
+    let t = tick as f32 / RATE as f32;
+    let target = [24.0 * (0.31 * t).sin(), 24.0 * (0.47 * t).sin()];
+    let Some(state) = world.object_state(big) else {
+        return;
+    };
+    let to = [target[0] - state.position[0], target[1] - state.position[2]];
+    let distance = (to[0] * to[0] + to[1] * to[1]).sqrt().max(0.1);
+    let speed = 7.0;
+    let desired = [to[0] / distance * speed, to[1] / distance * speed];
+    let gain = 200.0 * 0.15; // mass × fraction of the velocity error corrected per tick
+    let impulse = [
+        (desired[0] - state.velocity[0]) * gain,
+        0.0,
+        (desired[1] - state.velocity[2]) * gain,
+    ];
+    let _ = world.apply_impulse(big, impulse);
+}
+
+fn main() {
+    let seconds: usize = std::env::var("NEXUS_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let messages = seconds * RATE;
+    let (mut world, big) = build_world();
+
+    let mut streams = vec![
+        Stream::new("full JSON (every object)", None),
+        Stream::new(
+            "delta JSON",
+            Some(StateEncoder::new(
+                "0",
+                Encoding::Json,
+                StreamSettings::everything(),
+            )),
+        ),
+        Stream::new(
+            "binary delta",
+            Some(StateEncoder::new(
+                "0",
+                Encoding::Binary,
+                StreamSettings::everything(),
+            )),
+        ),
+        Stream::new(
+            "binary delta + interest/LOD",
+            Some(StateEncoder::new(
+                "0",
+                Encoding::Binary,
+                StreamSettings::default(),
+            )),
+        ),
+    ];
+
+    let started = Instant::now();
+    let mut sim_time = Duration::ZERO;
+    let mut snapshot_time = Duration::ZERO;
+    let mut awake_total = 0usize;
+    for message in 0..messages {
+        let t = Instant::now();
+        push(&mut world, big, message);
+        world.step();
+        let state = world.snapshot(false);
+        sim_time += t.elapsed();
+        awake_total += state.physics.awake_count as usize;
+        let viewer = world.object_state(big).map(|o| o.position);
+
+        // Full JSON: what a naive server sends.
+        let t = Instant::now();
+        let full = server::world_state_full("0", &state).to_json();
+        streams[0].encode_time += t.elapsed();
+        streams[0].bytes.push(full.len());
+        streams[0].listed += state.objects.len();
+
+        let t = Instant::now();
+        let snapshot = Snapshot::new(state);
+        snapshot_time += t.elapsed();
+        for (n, stream) in streams.iter_mut().enumerate().skip(1) {
+            let encoder = stream.encoder.as_mut().expect("encoder");
+            while stream.acks.front().is_some_and(|(due, _)| *due <= message) {
+                let (_, tick) = stream.acks.pop_front().expect("ack");
+                encoder.acknowledge(tick);
+            }
+            let viewer = if n == 3 { viewer } else { None };
+            let t = Instant::now();
+            let encoded = encoder
+                .encode(&snapshot, viewer, Some(message as u32))
+                .expect("ticks increase");
+            stream.encode_time += t.elapsed();
+            stream.bytes.push(encoded.payload.len());
+            stream.listed += encoded.listed;
+            if let (Some(decoder), StatePayload::Binary(bytes)) =
+                (&mut stream.decoder, &encoded.payload)
+            {
+                let decoded = decoder.decode(bytes).expect("the stream decodes");
+                assert_eq!(decoded.objects.len(), encoded.in_view);
+            }
+            stream
+                .acks
+                .push_back((message + ACK_DELAY_MESSAGES, encoded.tick));
+        }
+    }
+    let wall = started.elapsed();
+
+    println!(
+        "\nFiedler's scenario: {} objects, {} s at {RATE} messages/s, acks after {} messages (100 ms RTT)",
+        world.object_count(),
+        seconds,
+        ACK_DELAY_MESSAGES
+    );
+    println!(
+        "average awake bodies: {:.0}; simulation {:.2} ms/tick, snapshot preparation {:.3} ms/tick (once for all clients)\n",
+        awake_total as f64 / messages as f64,
+        sim_time.as_secs_f64() * 1e3 / messages as f64,
+        snapshot_time.as_secs_f64() * 1e3 / messages as f64,
+    );
+    println!(
+        "{:<30} {:>10} {:>12} {:>12} {:>14} {:>11} {:>12} {:>13}",
+        "stream",
+        "bytes/msg",
+        "avg kbit/s",
+        "+WS frames",
+        "peak 1s kbit/s",
+        "vs 256 kb/s",
+        "vs full JSON",
+        "encode µs/msg"
+    );
+    let full_kbps = kbps(&streams[0].bytes, false);
+    for stream in &streams {
+        let avg = kbps(&stream.bytes, false);
+        let framed = kbps(&stream.bytes, true);
+        let peak = stream
+            .bytes
+            .chunks(RATE)
+            .map(|second| {
+                second.iter().sum::<usize>() as f64 * 8.0 / 1000.0 * RATE as f64
+                    / second.len() as f64
+            })
+            .fold(0.0, f64::max);
+        println!(
+            "{:<30} {:>10.0} {:>12.1} {:>12.1} {:>14.1} {:>10.3}x {:>11.4}x {:>13.1}",
+            stream.name,
+            stream.bytes.iter().sum::<usize>() as f64 / stream.bytes.len() as f64,
+            avg,
+            framed,
+            peak,
+            avg / FIEDLER_KBPS,
+            avg / full_kbps,
+            stream.encode_time.as_secs_f64() * 1e6 / messages as f64,
+        );
+    }
+    println!(
+        "\n(avg objects listed per message: {})",
+        streams
+            .iter()
+            .map(|s| format!("{} {:.0}", s.name, s.listed as f64 / messages as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let profile: Vec<String> = streams[2]
+        .bytes
+        .chunks(RATE)
+        .map(|second| format!("{:.0}", second.iter().sum::<usize>() as f64 * 8.0 / 1000.0))
+        .collect();
+    println!("binary delta, kbit/s in each second: {}", profile.join(" "));
+    println!("wall time {:.1} s", wall.as_secs_f64());
+}
+
+fn kbps(bytes: &[usize], with_frames: bool) -> f64 {
+    let total: usize = bytes
+        .iter()
+        .map(|b| b + if with_frames { ws_header(*b) } else { 0 })
+        .sum();
+    total as f64 * 8.0 / 1000.0 / (bytes.len() as f64 / RATE as f64)
+}

@@ -1,0 +1,1160 @@
+//! Native particle system: structure of arrays, multi-threaded with rayon, deterministic from a
+//! seed whatever the number of threads.
+//!
+//! How it works:
+//! - particles live in parallel arrays (`px, py, pz, vx, vy, vz, life`); a dead particle has
+//!   `life <= 0` and its slot goes on a free list that emissions refill;
+//! - an emission is `(seed, count, origin, params)`: particle `i` derives only from
+//!   `(seed, i)` through [`emission_particle`], so a client that receives the
+//!   `ParticlesEmitted` event rebuilds the same particles without a stream of them;
+//! - a step updates fixed-size chunks in parallel: gravity, linear drag towards the wind, then
+//!   collisions with the terrain (bilinear heightfield sample and its gradient) and with simple
+//!   proxies of the colliders near the particles (spheres, capsules, oriented boxes: a box of its
+//!   bounding box for any other convex shape) found through a dense uniform grid. Particles do not
+//!   push bodies back;
+//! - every particle's update depends only on its own state and read-only shared data, and
+//!   per-chunk results (newly dead slots, bounds) are combined in chunk order, so the outcome is
+//!   bit-identical for 1 or N threads.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rayon::prelude::*;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::config::ParticleSettings;
+use crate::error::SimError;
+use crate::event::{EmissionParams, ParticleEmission, WorldEvent};
+use crate::objects::WORLD_LIMIT;
+use crate::state::{Shape, Tick};
+use crate::world::World;
+
+/// Particles per parallel work unit. Fixed (not derived from the thread count) so results never
+/// depend on how many threads run.
+const CHUNK: usize = 8192;
+/// Largest count of one emission.
+const MAX_EMISSION: u32 = 1_000_000;
+
+/// SplitMix64: tiny, fast, statistically fine for effects, and trivially reproducible anywhere.
+#[derive(Clone, Copy, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+    }
+}
+
+/// Mixes values into one seed (used for emission seeds).
+pub fn mix_seed(parts: &[u64]) -> u64 {
+    let mut rng = SplitMix64::new(0x243F_6A88_85A3_08D3);
+    let mut acc = 0u64;
+    for part in parts {
+        rng.0 ^= part.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ acc;
+        acc = rng.next_u64();
+    }
+    acc
+}
+
+/// Checks emission parameters.
+pub fn validate_params(params: &EmissionParams) -> Result<(), SimError> {
+    let bad = |m: String| Err(SimError::new("invalid_argument", m));
+    let dir = params.direction;
+    if !dir.iter().all(|c| c.is_finite()) || dir.iter().map(|c| c * c).sum::<f32>() < 1.0e-12 {
+        return bad(format!(
+            "direction must be finite and non-zero, got {dir:?}"
+        ));
+    }
+    if !params.speed.is_finite() || !(0.0..=1000.0).contains(&params.speed) {
+        return bad(format!(
+            "speed must be within 0..=1000 m/s, got {}",
+            params.speed
+        ));
+    }
+    for (name, v) in [
+        ("speed_jitter", params.speed_jitter),
+        ("lifetime_jitter", params.lifetime_jitter),
+    ] {
+        if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+            return bad(format!("{name} must be within 0..=1, got {v}"));
+        }
+    }
+    if !params.spread.is_finite() || !(0.0..=std::f32::consts::PI).contains(&params.spread) {
+        return bad(format!(
+            "spread must be within 0..=π radians, got {}",
+            params.spread
+        ));
+    }
+    if !params.lifetime.is_finite()
+        || !(0.0..=3600.0).contains(&params.lifetime)
+        || params.lifetime == 0.0
+    {
+        return bad(format!(
+            "lifetime must be within (0, 3600] s, got {}",
+            params.lifetime
+        ));
+    }
+    Ok(())
+}
+
+/// Position, velocity and lifetime of particle `index` of an emission. The single definition of
+/// what an emission means: server and clients both call it.
+pub fn emission_particle(
+    seed: u64,
+    index: u32,
+    origin: [f32; 3],
+    params: &EmissionParams,
+) -> ([f32; 3], [f32; 3], f32) {
+    let mut rng = SplitMix64::new(seed ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    rng.next_u64();
+    // Uniform direction in a cone of half-angle `spread` around `direction`.
+    let cos_min = params.spread.cos();
+    let cos_t = 1.0 - rng.next_f32() * (1.0 - cos_min);
+    let sin_t = (1.0 - cos_t * cos_t).max(0.0).sqrt();
+    let phi = rng.next_f32() * std::f32::consts::TAU;
+    let d = normalize(params.direction);
+    // An orthonormal basis around d.
+    let helper = if d[1].abs() < 0.9 {
+        [0.0, 1.0, 0.0]
+    } else {
+        [1.0, 0.0, 0.0]
+    };
+    let u = normalize(cross(helper, d));
+    let w = cross(d, u);
+    let (sp, cp) = phi.sin_cos();
+    let dir: [f32; 3] = std::array::from_fn(|k| d[k] * cos_t + (u[k] * cp + w[k] * sp) * sin_t);
+    let speed = params.speed * (1.0 + params.speed_jitter * (rng.next_f32() * 2.0 - 1.0));
+    let life = params.lifetime * (1.0 + params.lifetime_jitter * (rng.next_f32() * 2.0 - 1.0));
+    (origin, dir.map(|c| c * speed), life.max(1.0e-3))
+}
+
+fn normalize(v: [f32; 3]) -> [f32; 3] {
+    let len = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+    if len > 0.0 {
+        v.map(|c| c / len)
+    } else {
+        [0.0, 1.0, 0.0]
+    }
+}
+
+fn cross(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+/// A continuous emitter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmitterDesc {
+    /// Emission point, world space.
+    pub origin: [f32; 3],
+    /// Particles per second.
+    pub rate: f32,
+    /// Direction, speed, spread and lifetime of the particles.
+    pub params: EmissionParams,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Emitter {
+    desc: EmitterDesc,
+    accumulator: f32,
+}
+
+/// Forces and step parameters shared by all particles of a step.
+#[derive(Clone, Copy, Debug)]
+pub struct ParticleForces {
+    /// Step length, s.
+    pub dt: f32,
+    /// Gravity, m/s².
+    pub gravity: [f32; 3],
+    /// Wind velocity, m/s.
+    pub wind: [f32; 3],
+}
+
+/// A heightfield for particle collisions (row-major samples, centred on `offset`; the terrain's
+/// rotation is ignored: terrains are laid flat).
+#[derive(Clone, Debug, Default)]
+pub struct TerrainSampler {
+    rows: usize,
+    cols: usize,
+    /// Heights already multiplied by the vertical scale and shifted by the offset.
+    heights: Vec<f32>,
+    /// Samples per metre along X and Z.
+    per_metre: [f32; 2],
+    /// World X and Z of sample (0, 0).
+    origin: [f32; 2],
+    /// Highest point: particles above it skip the sampling.
+    top: f32,
+}
+
+impl TerrainSampler {
+    /// A sampler of a contract heightfield placed at `offset`; `None` for other shapes.
+    pub fn new(shape: &Shape, offset: [f32; 3]) -> Option<Self> {
+        let Shape::Heightfield {
+            rows,
+            cols,
+            heights,
+            size,
+        } = shape
+        else {
+            return None;
+        };
+        let heights: Vec<f32> = heights.iter().map(|h| h * size[1] + offset[1]).collect();
+        let top = heights.iter().fold(f32::MIN, |m, h| m.max(*h));
+        Some(TerrainSampler {
+            rows: *rows as usize,
+            cols: *cols as usize,
+            heights,
+            per_metre: [(*cols - 1) as f32 / size[0], (*rows - 1) as f32 / size[2]],
+            origin: [offset[0] - size[0] * 0.5, offset[2] - size[2] * 0.5],
+            top,
+        })
+    }
+
+    /// Bilinear height of a row-major grid at local `x`, `z` (scaled by `size[1]`), or `None`
+    /// outside the grid.
+    pub fn sample_grid(
+        rows: usize,
+        cols: usize,
+        heights: &[f32],
+        size: [f32; 3],
+        x: f32,
+        z: f32,
+    ) -> Option<f32> {
+        let fc = (x / size[0] + 0.5) * (cols - 1) as f32;
+        let fr = (z / size[2] + 0.5) * (rows - 1) as f32;
+        bilinear(rows, cols, heights, fc, fr).map(|(h, _, _)| h * size[1])
+    }
+
+    /// World height and slope `(h, dh/dx, dh/dz)` at world `x`, `z`, or `None` outside the
+    /// terrain.
+    #[inline]
+    pub fn height_and_slope(&self, x: f32, z: f32) -> Option<(f32, f32, f32)> {
+        let fc = (x - self.origin[0]) * self.per_metre[0];
+        let fr = (z - self.origin[1]) * self.per_metre[1];
+        bilinear(self.rows, self.cols, &self.heights, fc, fr)
+            .map(|(h, dx, dz)| (h, dx * self.per_metre[0], dz * self.per_metre[1]))
+    }
+
+    /// The highest terrain point.
+    pub fn top(&self) -> f32 {
+        self.top
+    }
+}
+
+/// Bilinear interpolation at fractional sample coordinates `(fc, fr)`: height and its
+/// derivatives per sample step.
+#[inline]
+fn bilinear(
+    rows: usize,
+    cols: usize,
+    heights: &[f32],
+    fc: f32,
+    fr: f32,
+) -> Option<(f32, f32, f32)> {
+    let sx = (cols - 1) as f32;
+    let sz = (rows - 1) as f32;
+    if !(fc >= 0.0 && fc <= sx && fr >= 0.0 && fr <= sz) {
+        return None;
+    }
+    // In range (checked above), so the cheap signed conversion is exact.
+    let c = (fc as i32 as usize).min(cols - 2);
+    let r = (fr as i32 as usize).min(rows - 2);
+    let (tx, tz) = (fc - c as f32, fr - r as f32);
+    let i = r * cols + c;
+    let near = &heights[i..i + 2];
+    let far = &heights[i + cols..i + cols + 2];
+    let top = near[0] + (near[1] - near[0]) * tx;
+    let bottom = far[0] + (far[1] - far[0]) * tx;
+    let h = top + (bottom - top) * tz;
+    let dhdx = (near[1] - near[0]) * (1.0 - tz) + (far[1] - far[0]) * tz;
+    let dhdz = bottom - top;
+    Some((h, dhdx, dhdz))
+}
+
+/// Cheap collision proxy of one collider.
+#[derive(Clone, Copy, Debug)]
+pub enum ProxyShape {
+    /// Ball of a radius.
+    Sphere {
+        /// Radius.
+        radius: f32,
+    },
+    /// Segment from `center - axis` to `center + axis`, inflated by `radius`.
+    Capsule {
+        /// Half segment (world space).
+        axis: [f32; 3],
+        /// Radius.
+        radius: f32,
+    },
+    /// Oriented box.
+    Box {
+        /// Half extents along the box axes.
+        half: [f32; 3],
+        /// The box axes (rows: local X, Y, Z in world space).
+        axes: [[f32; 3]; 3],
+    },
+}
+
+/// A collider as seen by particles.
+#[derive(Clone, Copy, Debug)]
+pub struct ColliderProxy {
+    /// Centre, world space.
+    pub center: [f32; 3],
+    /// Velocity of the body (bounces are computed relative to it).
+    pub velocity: [f32; 3],
+    /// Shape.
+    pub shape: ProxyShape,
+    /// Bounding radius around the centre.
+    pub radius: f32,
+}
+
+impl ColliderProxy {
+    /// Half extents of the proxy's world-space bounding box.
+    pub fn half_extents(&self) -> [f32; 3] {
+        match self.shape {
+            ProxyShape::Sphere { radius } => [radius; 3],
+            ProxyShape::Capsule { axis, radius } => axis.map(|a| a.abs() + radius),
+            ProxyShape::Box { half, axes } => std::array::from_fn(|k| {
+                axes[0][k].abs() * half[0] + axes[1][k].abs() * half[1] + axes[2][k].abs() * half[2]
+            }),
+        }
+    }
+}
+
+/// Colliders near the particles, bucketed in a dense uniform grid.
+#[derive(Clone, Debug, Default)]
+pub struct ColliderGrid {
+    proxies: Vec<ColliderProxy>,
+    /// World bounding box of each proxy: a cheap test before the exact one.
+    bounds: Vec<([f32; 3], [f32; 3])>,
+    origin: [f32; 3],
+    inv_cell: f32,
+    dims: [usize; 3],
+    /// `dims` as floats, for the per-particle range test.
+    dims_f: [f32; 3],
+    starts: Vec<u32>,
+    items: Vec<u32>,
+}
+
+/// Most grid cells (memory and build time bound).
+const MAX_GRID_CELLS: usize = 1 << 18;
+
+impl ColliderGrid {
+    /// Buckets proxies into a grid whose cells are about the size of the typical proxy.
+    pub fn new(proxies: Vec<ColliderProxy>) -> Self {
+        if proxies.is_empty() {
+            return ColliderGrid::default();
+        }
+        let bounds: Vec<([f32; 3], [f32; 3])> = proxies
+            .iter()
+            .map(|p| {
+                let h = p.half_extents();
+                (
+                    std::array::from_fn(|k| p.center[k] - h[k]),
+                    std::array::from_fn(|k| p.center[k] + h[k]),
+                )
+            })
+            .collect();
+        let mut lo = [f32::MAX; 3];
+        let mut hi = [f32::MIN; 3];
+        let mut size_sum = 0.0;
+        for (a, b) in &bounds {
+            for k in 0..3 {
+                lo[k] = lo[k].min(a[k]);
+                hi[k] = hi[k].max(b[k]);
+                size_sum += b[k] - a[k];
+            }
+        }
+        let extent: [f32; 3] = std::array::from_fn(|k| (hi[k] - lo[k]).max(1.0e-3));
+        // Cells about the mean box size: a proxy then covers few cells and a cell holds few.
+        let mut cell = (size_sum / (3 * proxies.len()) as f32).max(0.25);
+        let cells_for = |cell: f32| -> [usize; 3] {
+            std::array::from_fn(|k| ((extent[k] / cell).ceil() as usize).max(1))
+        };
+        let mut dims = cells_for(cell);
+        while dims.iter().product::<usize>() > MAX_GRID_CELLS {
+            cell *= 1.5;
+            dims = cells_for(cell);
+        }
+        let inv_cell = 1.0 / cell;
+        let total = dims.iter().product::<usize>();
+        // Counting sort into CSR arrays: each proxy goes into every cell its box touches.
+        let range = |i: usize, k: usize| {
+            let (a, b) = &bounds[i];
+            let first = ((a[k] - lo[k]) * inv_cell).floor().max(0.0) as usize;
+            let last = ((b[k] - lo[k]) * inv_cell).floor().max(0.0) as usize;
+            (first.min(dims[k] - 1), last.min(dims[k] - 1))
+        };
+        let each_cell = |i: usize, f: &mut dyn FnMut(usize)| {
+            let (x0, x1) = range(i, 0);
+            let (y0, y1) = range(i, 1);
+            let (z0, z1) = range(i, 2);
+            for x in x0..=x1 {
+                for y in y0..=y1 {
+                    for z in z0..=z1 {
+                        f((x * dims[1] + y) * dims[2] + z);
+                    }
+                }
+            }
+        };
+        let mut counts = vec![0u32; total + 1];
+        for i in 0..proxies.len() {
+            each_cell(i, &mut |c| counts[c + 1] += 1);
+        }
+        for c in 0..total {
+            counts[c + 1] += counts[c];
+        }
+        let mut fill = counts.clone();
+        let mut items = vec![0u32; counts[total] as usize];
+        for i in 0..proxies.len() {
+            each_cell(i, &mut |c| {
+                items[fill[c] as usize] = i as u32;
+                fill[c] += 1;
+            });
+        }
+        ColliderGrid {
+            proxies,
+            bounds,
+            origin: lo,
+            inv_cell,
+            dims,
+            dims_f: dims.map(|d| d as f32),
+            starts: counts,
+            items,
+        }
+    }
+
+    /// Number of proxies.
+    pub fn len(&self) -> usize {
+        self.proxies.len()
+    }
+
+    /// Whether there are no proxies.
+    pub fn is_empty(&self) -> bool {
+        self.proxies.is_empty()
+    }
+
+    #[inline]
+    fn candidates(&self, p: [f32; 3]) -> &[u32] {
+        if self.proxies.is_empty() {
+            return &[];
+        }
+        let mut idx = [0usize; 3];
+        for k in 0..3 {
+            let f = (p[k] - self.origin[k]) * self.inv_cell;
+            // Written so that NaN also fails the range test.
+            if !(0.0..self.dims_f[k]).contains(&f) {
+                return &[];
+            }
+            // In range, so the cheap signed conversion is exact.
+            idx[k] = f as i32 as usize;
+        }
+        let c = (idx[0] * self.dims[1] + idx[1]) * self.dims[2] + idx[2];
+        &self.items[self.starts[c] as usize..self.starts[c + 1] as usize]
+    }
+}
+
+/// Particle state and emitters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ParticleSystem {
+    settings: ParticleSettings,
+    #[serde(with = "f32_base64")]
+    px: Vec<f32>,
+    #[serde(with = "f32_base64")]
+    py: Vec<f32>,
+    #[serde(with = "f32_base64")]
+    pz: Vec<f32>,
+    #[serde(with = "f32_base64")]
+    vx: Vec<f32>,
+    #[serde(with = "f32_base64")]
+    vy: Vec<f32>,
+    #[serde(with = "f32_base64")]
+    vz: Vec<f32>,
+    #[serde(with = "f32_base64")]
+    life: Vec<f32>,
+    #[serde(with = "u32_base64")]
+    free: Vec<u32>,
+    live: usize,
+    /// Bounds of the live particles after the last step (min, max).
+    bounds: Option<([f32; 3], [f32; 3])>,
+    emitters: BTreeMap<u32, Emitter>,
+    next_emitter: u32,
+    bursts: u64,
+    #[serde(skip)]
+    terrain: Option<TerrainSampler>,
+    #[serde(skip, default = "dirty")]
+    terrain_dirty: bool,
+}
+
+fn dirty() -> bool {
+    true
+}
+
+impl Default for ParticleSystem {
+    fn default() -> Self {
+        ParticleSystem::new(ParticleSettings::default())
+    }
+}
+
+/// What one chunk reports after a step.
+struct ChunkReport {
+    died: Vec<u32>,
+    bounds: Option<([f32; 3], [f32; 3])>,
+}
+
+impl ParticleSystem {
+    /// An empty system.
+    pub fn new(settings: ParticleSettings) -> Self {
+        ParticleSystem {
+            settings,
+            px: Vec::new(),
+            py: Vec::new(),
+            pz: Vec::new(),
+            vx: Vec::new(),
+            vy: Vec::new(),
+            vz: Vec::new(),
+            life: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            bounds: None,
+            emitters: BTreeMap::new(),
+            next_emitter: 1,
+            bursts: 0,
+            terrain: None,
+            terrain_dirty: true,
+        }
+    }
+
+    /// Live particles.
+    pub fn live_count(&self) -> usize {
+        self.live
+    }
+
+    /// Slots in the arrays (live + free).
+    pub fn slot_count(&self) -> usize {
+        self.px.len()
+    }
+
+    /// Bytes used by particle storage (arrays and free list, by capacity).
+    pub fn memory_bytes(&self) -> usize {
+        let arrays = [
+            &self.px, &self.py, &self.pz, &self.vx, &self.vy, &self.vz, &self.life,
+        ];
+        arrays.iter().map(|a| a.capacity() * 4).sum::<usize>() + self.free.capacity() * 4
+    }
+
+    /// Position, velocity and remaining life of the particle in `slot`, if alive.
+    pub fn particle(&self, slot: usize) -> Option<([f32; 3], [f32; 3], f32)> {
+        let life = *self.life.get(slot)?;
+        (life > 0.0).then(|| {
+            (
+                [self.px[slot], self.py[slot], self.pz[slot]],
+                [self.vx[slot], self.vy[slot], self.vz[slot]],
+                life,
+            )
+        })
+    }
+
+    /// All live particles' positions, in slot order.
+    pub fn positions(&self) -> Vec<[f32; 3]> {
+        (0..self.px.len())
+            .filter(|i| self.life[*i] > 0.0)
+            .map(|i| [self.px[i], self.py[i], self.pz[i]])
+            .collect()
+    }
+
+    /// Bounds of the live particles after the last step.
+    pub fn bounds(&self) -> Option<([f32; 3], [f32; 3])> {
+        self.bounds
+    }
+
+    /// Emits up to `count` particles (cut short at `max_particles`); returns how many.
+    pub fn emit(
+        &mut self,
+        seed: u64,
+        count: u32,
+        origin: [f32; 3],
+        params: &EmissionParams,
+    ) -> u32 {
+        let room = self.settings.max_particles.saturating_sub(self.live);
+        let count = (count as usize).min(room) as u32;
+        for i in 0..count {
+            let (p, v, life) = emission_particle(seed, i, origin, params);
+            let slot = match self.free.pop() {
+                Some(slot) => slot as usize,
+                None => {
+                    self.px.push(0.0);
+                    self.py.push(0.0);
+                    self.pz.push(0.0);
+                    self.vx.push(0.0);
+                    self.vy.push(0.0);
+                    self.vz.push(0.0);
+                    self.life.push(0.0);
+                    self.px.len() - 1
+                }
+            };
+            self.px[slot] = p[0];
+            self.py[slot] = p[1];
+            self.pz[slot] = p[2];
+            self.vx[slot] = v[0];
+            self.vy[slot] = v[1];
+            self.vz[slot] = v[2];
+            self.life[slot] = life;
+        }
+        self.live += count as usize;
+        if count > 0 {
+            let (lo, hi) = self.bounds.unwrap_or((origin, origin));
+            self.bounds = Some((
+                std::array::from_fn(|k| lo[k].min(origin[k])),
+                std::array::from_fn(|k| hi[k].max(origin[k])),
+            ));
+        }
+        count
+    }
+
+    /// Advances every live particle by one step.
+    pub fn step(
+        &mut self,
+        forces: &ParticleForces,
+        terrain: Option<&TerrainSampler>,
+        colliders: &ColliderGrid,
+    ) {
+        if self.live == 0 {
+            self.bounds = None;
+            return;
+        }
+        let kernel = Kernel {
+            dt: forces.dt,
+            gravity: forces.gravity,
+            wind: forces.wind,
+            drag: self.settings.drag,
+            restitution: self.settings.restitution,
+            friction: self.settings.friction,
+            kill_height: self.settings.kill_height,
+            terrain,
+            colliders,
+        };
+        let reports: Vec<ChunkReport> = (
+            self.px.par_chunks_mut(CHUNK),
+            self.py.par_chunks_mut(CHUNK),
+            self.pz.par_chunks_mut(CHUNK),
+            self.vx.par_chunks_mut(CHUNK),
+            self.vy.par_chunks_mut(CHUNK),
+            self.vz.par_chunks_mut(CHUNK),
+            self.life.par_chunks_mut(CHUNK),
+        )
+            .into_par_iter()
+            .enumerate()
+            .map(|(chunk, (px, py, pz, vx, vy, vz, life))| {
+                kernel.run((chunk * CHUNK) as u32, [px, py, pz, vx, vy, vz], life)
+            })
+            .collect();
+        let mut bounds: Option<([f32; 3], [f32; 3])> = None;
+        for report in reports {
+            self.live -= report.died.len();
+            self.free.extend(report.died);
+            if let Some((lo, hi)) = report.bounds {
+                bounds = Some(match bounds {
+                    None => (lo, hi),
+                    Some((a, b)) => (
+                        std::array::from_fn(|k| a[k].min(lo[k])),
+                        std::array::from_fn(|k| b[k].max(hi[k])),
+                    ),
+                });
+            }
+        }
+        self.bounds = bounds;
+        if self.live == 0 {
+            // Everything died: drop the slots instead of carrying a long free list.
+            for a in [
+                &mut self.px,
+                &mut self.py,
+                &mut self.pz,
+                &mut self.vx,
+                &mut self.vy,
+                &mut self.vz,
+                &mut self.life,
+            ] {
+                a.clear();
+            }
+            self.free.clear();
+        }
+    }
+
+    /// The terrain (or a static object) changed: rebuild the height sampler before the next step.
+    pub(crate) fn invalidate_terrain(&mut self) {
+        self.terrain_dirty = true;
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), SimError> {
+        let n = self.px.len();
+        let lens = [
+            self.py.len(),
+            self.pz.len(),
+            self.vx.len(),
+            self.vy.len(),
+            self.vz.len(),
+            self.life.len(),
+        ];
+        let live = self.life.iter().filter(|l| **l > 0.0).count();
+        if lens.iter().any(|l| *l != n)
+            || self.free.iter().any(|f| *f as usize >= n)
+            || live != self.live
+            || live + self.free.len() != n
+        {
+            return Err(SimError::new(
+                "invalid_save",
+                "particle arrays are inconsistent",
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct Kernel<'a> {
+    dt: f32,
+    gravity: [f32; 3],
+    wind: [f32; 3],
+    drag: f32,
+    restitution: f32,
+    friction: f32,
+    kill_height: f32,
+    terrain: Option<&'a TerrainSampler>,
+    colliders: &'a ColliderGrid,
+}
+
+impl Kernel<'_> {
+    /// Bounce velocity `v` off a surface of normal `n` moving at `surface_v`.
+    #[inline]
+    fn bounce(&self, v: [f32; 3], n: [f32; 3], surface_v: [f32; 3]) -> [f32; 3] {
+        let rel: [f32; 3] = std::array::from_fn(|k| v[k] - surface_v[k]);
+        let vn = rel[0] * n[0] + rel[1] * n[1] + rel[2] * n[2];
+        if vn >= 0.0 {
+            return v;
+        }
+        std::array::from_fn(|k| {
+            let tangent = rel[k] - vn * n[k];
+            tangent * self.friction - vn * self.restitution * n[k] + surface_v[k]
+        })
+    }
+
+    fn run(
+        &self,
+        base: u32,
+        [px, py, pz, vx, vy, vz]: [&mut [f32]; 6],
+        life: &mut [f32],
+    ) -> ChunkReport {
+        let dt = self.dt;
+        let k = (self.drag * dt).min(1.0);
+        let gdt = self.gravity.map(|g| g * dt);
+        let wind = self.wind;
+        let n = life.len();
+        let (px, py, pz) = (&mut px[..n], &mut py[..n], &mut pz[..n]);
+        let (vx, vy, vz) = (&mut vx[..n], &mut vy[..n], &mut vz[..n]);
+        // Pass 1, branch-free so it vectorises: forces and integration for every slot (dead
+        // slots too: cheaper than testing, and their values are overwritten on reuse).
+        for i in 0..n {
+            let nvx = vx[i] + gdt[0] + (wind[0] - vx[i]) * k;
+            let nvy = vy[i] + gdt[1] + (wind[1] - vy[i]) * k;
+            let nvz = vz[i] + gdt[2] + (wind[2] - vz[i]) * k;
+            vx[i] = nvx;
+            vy[i] = nvy;
+            vz[i] = nvz;
+            px[i] += nvx * dt;
+            py[i] += nvy * dt;
+            pz[i] += nvz * dt;
+        }
+        // Pass 2 (the chunk is still in cache): collisions, ageing, death, bounds.
+        let mut died = Vec::new();
+        let mut lo = [f32::MAX; 3];
+        let mut hi = [f32::MIN; 3];
+        for i in 0..n {
+            if life[i] <= 0.0 {
+                continue;
+            }
+            let remaining = life[i] - dt;
+            let mut p = [px[i], py[i], pz[i]];
+            let mut v = [vx[i], vy[i], vz[i]];
+            let mut touched = false;
+            if let Some(terrain) = self.terrain
+                && p[1] < terrain.top
+                && let Some((h, dx, dz)) = terrain.height_and_slope(p[0], p[2])
+                && p[1] < h
+            {
+                p[1] = h;
+                let inv = 1.0 / (dx * dx + 1.0 + dz * dz).sqrt();
+                v = self.bounce(v, [-dx * inv, inv, -dz * inv], [0.0; 3]);
+                touched = true;
+            }
+            for &c in self.colliders.candidates(p) {
+                let (a, b) = &self.colliders.bounds[c as usize];
+                if p[0] < a[0]
+                    || p[0] > b[0]
+                    || p[1] < a[1]
+                    || p[1] > b[1]
+                    || p[2] < a[2]
+                    || p[2] > b[2]
+                {
+                    continue;
+                }
+                let proxy = &self.colliders.proxies[c as usize];
+                if let Some((surface, normal)) = push_out(proxy, p) {
+                    p = surface;
+                    v = self.bounce(v, normal, proxy.velocity);
+                    touched = true;
+                }
+            }
+            let dead = remaining <= 0.0
+                || p[1] < self.kill_height
+                || !(p[0].abs() <= WORLD_LIMIT
+                    && p[1].abs() <= WORLD_LIMIT
+                    && p[2].abs() <= WORLD_LIMIT);
+            if dead {
+                life[i] = 0.0;
+                died.push(base + i as u32);
+                continue;
+            }
+            life[i] = remaining;
+            if touched {
+                px[i] = p[0];
+                py[i] = p[1];
+                pz[i] = p[2];
+                vx[i] = v[0];
+                vy[i] = v[1];
+                vz[i] = v[2];
+            }
+            // Plain comparisons (positions are finite here): `f32::min` pays for NaN handling.
+            for a in 0..3 {
+                if p[a] < lo[a] {
+                    lo[a] = p[a];
+                }
+                if p[a] > hi[a] {
+                    hi[a] = p[a];
+                }
+            }
+        }
+        ChunkReport {
+            died,
+            bounds: (lo[0] <= hi[0]).then_some((lo, hi)),
+        }
+    }
+}
+
+/// If `p` is inside the proxy: the nearest surface point and the outward normal.
+#[inline]
+fn push_out(proxy: &ColliderProxy, p: [f32; 3]) -> Option<([f32; 3], [f32; 3])> {
+    let d: [f32; 3] = std::array::from_fn(|k| p[k] - proxy.center[k]);
+    match proxy.shape {
+        ProxyShape::Sphere { radius } => sphere_out(proxy.center, d, radius),
+        ProxyShape::Capsule { axis, radius } => {
+            let aa = axis[0] * axis[0] + axis[1] * axis[1] + axis[2] * axis[2];
+            let t = if aa > 0.0 {
+                ((d[0] * axis[0] + d[1] * axis[1] + d[2] * axis[2]) / aa).clamp(-1.0, 1.0)
+            } else {
+                0.0
+            };
+            let q: [f32; 3] = std::array::from_fn(|k| proxy.center[k] + axis[k] * t);
+            sphere_out(q, std::array::from_fn(|k| p[k] - q[k]), radius)
+        }
+        ProxyShape::Box { half, axes } => {
+            let local: [f32; 3] =
+                std::array::from_fn(|a| d[0] * axes[a][0] + d[1] * axes[a][1] + d[2] * axes[a][2]);
+            let mut best = 0;
+            let mut depth = f32::MAX;
+            for a in 0..3 {
+                let pen = half[a] - local[a].abs();
+                if pen <= 0.0 {
+                    return None;
+                }
+                if pen < depth {
+                    depth = pen;
+                    best = a;
+                }
+            }
+            let sign = if local[best] >= 0.0 { 1.0 } else { -1.0 };
+            let n = axes[best].map(|c| c * sign);
+            Some((std::array::from_fn(|k| p[k] + n[k] * depth), n))
+        }
+    }
+}
+
+#[inline]
+fn sphere_out(center: [f32; 3], d: [f32; 3], radius: f32) -> Option<([f32; 3], [f32; 3])> {
+    let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+    if d2 >= radius * radius {
+        return None;
+    }
+    let len = d2.sqrt();
+    let n = if len > 1.0e-6 {
+        d.map(|c| c / len)
+    } else {
+        [0.0, 1.0, 0.0]
+    };
+    Some((std::array::from_fn(|k| center[k] + n[k] * radius), n))
+}
+
+/// Serde adapters: particle arrays as base64 of little-endian bytes (compact, exact).
+mod f32_base64 {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+        s.serialize_str(&BASE64.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = BASE64.decode(text).map_err(serde::de::Error::custom)?;
+        if bytes.len() % 4 != 0 {
+            return Err(serde::de::Error::custom(
+                "array byte length is not a multiple of 4",
+            ));
+        }
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}
+
+mod u32_base64 {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &[u32], s: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+        s.serialize_str(&BASE64.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = BASE64.decode(text).map_err(serde::de::Error::custom)?;
+        if bytes.len() % 4 != 0 {
+            return Err(serde::de::Error::custom(
+                "array byte length is not a multiple of 4",
+            ));
+        }
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}
+
+impl World {
+    /// The particle system (read-only).
+    pub fn particles(&self) -> &ParticleSystem {
+        &self.particles
+    }
+
+    /// Adds a continuous emitter; returns its id. Each tick it emits `rate · dt` particles
+    /// (fractions carry over) and a `ParticlesEmitted` event.
+    pub fn add_emitter(&mut self, desc: EmitterDesc) -> Result<u32, SimError> {
+        crate::objects::check_position(desc.origin)?;
+        validate_params(&desc.params)?;
+        if !desc.rate.is_finite() || !(0.0..=10_000_000.0).contains(&desc.rate) {
+            return Err(SimError::new(
+                "invalid_argument",
+                format!("rate must be within 0..=1e7 particles/s, got {}", desc.rate),
+            ));
+        }
+        let id = self.particles.next_emitter;
+        self.particles.next_emitter += 1;
+        self.particles.emitters.insert(
+            id,
+            Emitter {
+                desc,
+                accumulator: 0.0,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Removes an emitter (its particles live on).
+    pub fn remove_emitter(&mut self, id: u32) -> Result<(), SimError> {
+        self.particles
+            .emitters
+            .remove(&id)
+            .map(|_| ())
+            .ok_or_else(|| SimError::new("unknown_emitter", format!("no emitter with id {id}")))
+    }
+
+    /// Emits a one-off burst now; returns the emission (also sent as an event).
+    pub fn emit_particles(
+        &mut self,
+        origin: [f32; 3],
+        count: u32,
+        params: EmissionParams,
+    ) -> Result<ParticleEmission, SimError> {
+        crate::objects::check_position(origin)?;
+        validate_params(&params)?;
+        if count > MAX_EMISSION {
+            return Err(SimError::new(
+                "invalid_argument",
+                format!("at most {MAX_EMISSION} particles per emission, got {count}"),
+            ));
+        }
+        self.particles.bursts += 1;
+        let seed = mix_seed(&[self.config.seed, 0, self.tick, self.particles.bursts]);
+        let emitted = self.particles.emit(seed, count, origin, &params);
+        let emission = ParticleEmission {
+            emitter_id: 0,
+            tick: self.stamp(),
+            seed,
+            count: emitted,
+            origin,
+            params,
+        };
+        self.events
+            .push(WorldEvent::ParticlesEmitted(emission.clone()));
+        Ok(emission)
+    }
+
+    pub(crate) fn step_particles(&mut self, next: Tick) {
+        let dt = self.dt();
+        let ids: Vec<u32> = self.particles.emitters.keys().copied().collect();
+        for id in ids {
+            let emitter = self.particles.emitters.get_mut(&id).expect("listed");
+            emitter.accumulator += emitter.desc.rate * dt;
+            let count = emitter.accumulator.floor();
+            if count < 1.0 {
+                continue;
+            }
+            emitter.accumulator -= count;
+            let desc = emitter.desc.clone();
+            let seed = mix_seed(&[self.config.seed, id as u64, next]);
+            let emitted = self.particles.emit(
+                seed,
+                (count as u32).min(MAX_EMISSION),
+                desc.origin,
+                &desc.params,
+            );
+            self.events
+                .push(WorldEvent::ParticlesEmitted(ParticleEmission {
+                    emitter_id: id,
+                    tick: next,
+                    seed,
+                    count: emitted,
+                    origin: desc.origin,
+                    params: desc.params,
+                }));
+        }
+        if self.particles.live == 0 {
+            return;
+        }
+        if self.particles.terrain_dirty {
+            self.particles.terrain = self.env.terrain_id.and_then(|id| {
+                let record = self.objects.get(&id)?;
+                let offset = self.physics.bodies[record.body].translation().to_array();
+                TerrainSampler::new(&record.shape, offset)
+            });
+            self.particles.terrain_dirty = false;
+        }
+        let colliders = self.particle_colliders();
+        let forces = ParticleForces {
+            dt,
+            gravity: self.config.gravity,
+            wind: self.env.weather.wind,
+        };
+        let terrain = self.particles.terrain.take();
+        self.particles.step(&forces, terrain.as_ref(), &colliders);
+        self.particles.terrain = terrain;
+    }
+
+    /// Proxies of the colliders that particles may touch during the next step.
+    fn particle_colliders(&self) -> ColliderGrid {
+        use rapier3d::prelude::{Aabb, Vector};
+        let Some((lo, hi)) = self.particles.bounds else {
+            return ColliderGrid::default();
+        };
+        // Particles move at most a few metres per tick in any sane scene; the margin covers it.
+        let margin = 4.0;
+        let aabb = Aabb::new(
+            Vector::from_array(lo) - Vector::splat(margin),
+            Vector::from_array(hi) + Vector::splat(margin),
+        );
+        let max_radius = self.particles.settings.max_collider_radius;
+        let query = self.physics.query_pipeline();
+        let mut proxies = Vec::new();
+        for (_, collider) in query.intersect_aabb_conservative(aabb) {
+            if collider.is_sensor() {
+                continue;
+            }
+            let shape = collider.shape();
+            let pose = collider.position();
+            let velocity = collider
+                .parent()
+                .and_then(|h| self.physics.bodies.get(h))
+                .map(|b| b.linvel().to_array())
+                .unwrap_or([0.0; 3]);
+            let proxy_shape;
+            let center;
+            let radius;
+            if let Some(ball) = shape.as_ball() {
+                center = pose.translation;
+                radius = ball.radius;
+                proxy_shape = ProxyShape::Sphere { radius };
+            } else if let Some(capsule) = shape.as_capsule() {
+                let a = pose.transform_point(capsule.segment.a);
+                let b = pose.transform_point(capsule.segment.b);
+                center = (a + b) * 0.5;
+                let axis = (b - a) * 0.5;
+                radius = axis.length() + capsule.radius;
+                proxy_shape = ProxyShape::Capsule {
+                    axis: axis.to_array(),
+                    radius: capsule.radius,
+                };
+            } else {
+                use rapier3d::prelude::ShapeType;
+                if matches!(
+                    shape.shape_type(),
+                    ShapeType::TriMesh | ShapeType::HeightField | ShapeType::Compound
+                ) {
+                    // Meshes are hollow and heightfields are handled by the terrain sampler.
+                    continue;
+                }
+                let local = shape.compute_local_aabb();
+                center = pose.transform_point(local.center());
+                let half = local.half_extents();
+                radius = half.length();
+                let r = pose.rotation;
+                proxy_shape = ProxyShape::Box {
+                    half: half.to_array(),
+                    axes: [
+                        (r * Vector::X).to_array(),
+                        (r * Vector::Y).to_array(),
+                        (r * Vector::Z).to_array(),
+                    ],
+                };
+            }
+            if radius > max_radius {
+                continue;
+            }
+            proxies.push(ColliderProxy {
+                center: center.to_array(),
+                velocity,
+                shape: proxy_shape,
+                radius,
+            });
+        }
+        ColliderGrid::new(proxies)
+    }
+}

@@ -1,0 +1,260 @@
+//! Helpers of the end-to-end tests: start the real headless Godot server (`scripts/godot` on a
+//! scene of `godot/`, or an exported server), and talk to it as an independent client would, with
+//! raw WebSocket frames and JSON following `rust/protocol/PROTOCOL.md`.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running headless server process; killed (SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    /// The port it serves on.
+    pub port: u16,
+    /// Lines it printed (stdout and stderr), collected in the background.
+    lines: mpsc::Receiver<String>,
+    /// Everything read from `lines` so far.
+    pub log: Vec<String>,
+}
+
+impl Server {
+    /// Starts `scripts/godot --headless --path godot SCENE -- ARGS` and waits until it listens.
+    pub fn start_scene(scene: &str, port: u16, extra: &[&str]) -> Server {
+        let root = repo_root();
+        let mut command = Command::new(root.join("scripts/godot"));
+        command
+            .current_dir(&root)
+            .args(["--headless", "--path", "godot", scene, "--", "--dev"]);
+        command.arg(format!("--port={port}")).args(extra);
+        Self::spawn(command, port)
+    }
+
+    /// Starts an exported server (`DIR/run-server`) and waits until it listens.
+    pub fn start_exported(dir: &Path, port: u16, extra: &[&str]) -> Server {
+        let mut command = Command::new(dir.join("run-server"));
+        command
+            .arg("--dev")
+            .arg(format!("--port={port}"))
+            .args(extra);
+        Self::spawn(command, port)
+    }
+
+    fn spawn(mut command: Command, port: u16) -> Server {
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = command.spawn().expect("the server starts");
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut server = Server {
+            child,
+            port,
+            lines,
+            log: Vec::new(),
+        };
+        server.wait_for_line("listening on ws://", Duration::from_secs(120));
+        server
+    }
+
+    /// Waits for a printed line containing `needle`; panics with the log on timeout or exit.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        self.drain();
+                        panic!(
+                            "the server exited ({status}) before printing {needle:?}:\n{}",
+                            self.log.join("\n")
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.drain();
+        panic!(
+            "the server did not print {needle:?} in {timeout:?}:\n{}",
+            self.log.join("\n")
+        );
+    }
+
+    /// Collects the lines printed so far.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+    }
+
+    /// The ws:// URL of the server.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// Kills the process with SIGKILL (a crash) and waits for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.drain();
+    }
+
+    /// Asks the process to quit cleanly (SIGTERM) and waits up to `timeout`; returns its exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.drain();
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw JSON WebSocket client.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Every event received, in order.
+    pub received: Vec<Value>,
+}
+
+impl Client {
+    /// Connects to `url`.
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = connect_async(url)
+            .await
+            .expect("the WebSocket handshake succeeds");
+        Client {
+            ws,
+            received: Vec::new(),
+        }
+    }
+
+    /// Sends one event envelope.
+    pub async fn send(&mut self, r#type: &str, campaign: &str, payload: Value) {
+        let event = json!({"type": r#type, "payload": payload,
+            "metadata": {"campaign_id": campaign, "entity_type": "player", "client_type": "e2e"}});
+        self.ws
+            .send(Message::text(event.to_string()))
+            .await
+            .expect("send");
+    }
+
+    /// Joins `campaign` with `token` and returns the welcome payload.
+    pub async fn join(&mut self, campaign: &str, token: &str) -> Value {
+        self.send(
+            "session:join:v1:requested",
+            campaign,
+            json!({"token": token}),
+        )
+        .await;
+        let welcome = self
+            .expect("session:welcome:v1:stream", Duration::from_secs(10))
+            .await;
+        welcome["payload"].clone()
+    }
+
+    /// The next event of type `wanted` (others are kept in `received`); panics on timeout.
+    pub async fn expect(&mut self, wanted: &str, timeout: Duration) -> Value {
+        match self.next_matching(|e| e["type"] == wanted, timeout).await {
+            Some(event) => event,
+            None => panic!(
+                "no {wanted} within {timeout:?}; received types: {:?}",
+                self.types()
+            ),
+        }
+    }
+
+    /// The next event satisfying `predicate`, or `None` after `timeout`.
+    pub async fn next_matching(
+        &mut self,
+        predicate: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
+            let text = match frame.ok()? {
+                Message::Text(text) => text.to_string(),
+                Message::Close(_) => return None,
+                _ => continue,
+            };
+            let event: Value = serde_json::from_str(&text).expect("the server sends JSON text");
+            self.received.push(event.clone());
+            if predicate(&event) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The types of every event received so far.
+    pub fn types(&self) -> Vec<String> {
+        self.received
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+}
