@@ -16,7 +16,8 @@ use crate::convert::{dictionary_to_json, to_variant};
 /// Authentication: with a `secret` (or `secret_file`) only signed tokens are accepted; with
 /// `development_mode` any non-empty token is accepted as the player's name. With neither the
 /// gateway refuses to start. On the command line (after `--`) `--port=N`, `--bind=ADDR`,
-/// `--secret-file=FILE` and `--dev` override the properties when `allow_command_line` is on.
+/// `--secret-file=FILE` and `--dev` override the properties when `allow_command_line` is on, as
+/// does a `NEXUS_SECRET` environment variable.
 #[derive(GodotClass)]
 #[class(init, base = Node)]
 pub struct NexusGateway {
@@ -254,10 +255,18 @@ impl NexusGateway {
         let ip: IpAddr = bind
             .parse()
             .map_err(|_| format!("bind address {bind:?} is not an IP address"))?;
+        let env_secret = std::env::var("NEXUS_SECRET")
+            .ok()
+            .filter(|s| self.allow_command_line && !s.is_empty());
+        if env_secret.is_some() && secret_file.is_empty() {
+            development = false;
+        }
         let secret = if !secret_file.is_empty() {
             let text = std::fs::read_to_string(&secret_file)
                 .map_err(|e| format!("cannot read the secret file {secret_file:?}: {e}"))?;
             Some(text.trim().as_bytes().to_vec())
+        } else if let Some(secret) = env_secret {
+            Some(secret.into_bytes())
         } else if !self.secret.is_empty() {
             Some(self.secret.to_string().into_bytes())
         } else {

@@ -1,0 +1,201 @@
+//! The demo scene served by the real headless Godot server (as `scripts/serve` runs it), with
+//! independent raw WebSocket clients over 127.0.0.1.
+
+use std::time::Duration;
+
+use nexus_e2e::{Client, Server, free_port};
+use serde_json::{Value, json};
+
+const CAMPAIGN: &str = "0";
+
+fn position_of(objects: &Value, id: u64) -> Option<[f64; 3]> {
+    objects
+        .as_array()?
+        .iter()
+        .find(|o| o["id"].as_u64() == Some(id))
+        .map(|o| {
+            let p = &o["position"];
+            [
+                p[0].as_f64().unwrap_or(f64::NAN),
+                p[1].as_f64().unwrap_or(f64::NAN),
+                p[2].as_f64().unwrap_or(f64::NAN),
+            ]
+        })
+}
+
+fn distance(a: [f64; 3], b: [f64; 3]) -> f64 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
+
+fn named<'a>(objects: &'a Value, name: &str) -> Option<&'a Value> {
+    objects
+        .as_array()?
+        .iter()
+        .find(|o| o["properties"]["name"] == name)
+}
+
+/// Sends `count` forward inputs looking along `look`, one message of two inputs every 33 ms.
+async fn walk(client: &mut Client, seq: &mut u32, look: [f64; 3], count: u32) {
+    for _ in 0..count / 2 {
+        let inputs: Vec<Value> = (0..2)
+            .map(|_| {
+                *seq += 1;
+                json!({"seq": *seq, "movement": [0.0, 1.0], "look": look})
+            })
+            .collect();
+        client
+            .send(
+                "physics:client_input:v1:requested",
+                CAMPAIGN,
+                json!({"inputs": inputs}),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(33)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_join_the_demo_and_see_each_other_move() {
+    let server = Server::start_scene("res://scenes/demo.tscn", free_port(), &[]);
+    let mut alice = Client::connect(&server.url()).await;
+    let mut bob = Client::connect(&server.url()).await;
+    let welcome_a = alice.join(CAMPAIGN, "alice").await;
+    let welcome_b = bob.join(CAMPAIGN, "bob").await;
+
+    assert_eq!(welcome_a["tick_rate"], 60, "welcome: {welcome_a}");
+    assert_ne!(welcome_a["client_id"], welcome_b["client_id"]);
+    let objects = &welcome_b["world_state"]["objects"];
+    for name in [
+        "Ramp1",
+        "Box1_1",
+        "Box3_5",
+        "Ball1",
+        "LockedCrate",
+        "terrain",
+    ] {
+        assert!(
+            named(objects, name).is_some(),
+            "the demo's {name} is in the full state"
+        );
+    }
+    assert_eq!(
+        named(objects, "terrain").unwrap()["shape"]["type"],
+        "heightfield"
+    );
+    assert_eq!(
+        named(objects, "LockedCrate").unwrap()["properties"]["locked"],
+        true
+    );
+    for key in ["timestamp", "tick", "objects", "physics", "environment"] {
+        assert!(
+            welcome_b["world_state"].get(key).is_some(),
+            "world state has {key}"
+        );
+    }
+
+    let alice_avatar = welcome_a["avatar_id"].as_u64().expect("avatar id");
+    let start = position_of(&welcome_b["world_state"]["objects"], alice_avatar)
+        .expect("bob sees alice's avatar");
+    let mut seq = 0;
+    walk(&mut alice, &mut seq, [1.0, 0.0, 0.0], 60).await;
+    let seen = bob
+        .next_matching(
+            |e| {
+                e["type"] == "physics:world_state:v1:stream"
+                    && position_of(&e["payload"]["objects"], alice_avatar)
+                        .is_some_and(|p| distance(p, start) > 1.0)
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        seen.is_some(),
+        "bob sees alice's avatar move more than 1 m; bob received {:?}",
+        bob.types()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_scripts_rules_apply_to_network_interactions() {
+    let server = Server::start_scene("res://scenes/demo.tscn", free_port(), &[]);
+    let mut carol = Client::connect(&server.url()).await;
+    let welcome = carol.join(CAMPAIGN, "carol").await;
+    let avatar = welcome["avatar_id"].as_u64().unwrap();
+    let crate_id = named(&welcome["world_state"]["objects"], "LockedCrate").unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let crate_position = position_of(&welcome["world_state"]["objects"], crate_id).unwrap();
+
+    // The scene script's custom interaction.
+    carol
+        .send(
+            "interaction:request:v1:requested",
+            CAMPAIGN,
+            json!({"kind": "wave", "request_id": 7}),
+        )
+        .await;
+    let result = carol
+        .next_matching(
+            |e| e["type"] == "interaction:result:v1:stream" && e["payload"]["request_id"] == 7,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("a result for the wave");
+    assert_eq!(result["payload"]["success"], true, "{result}");
+    assert_eq!(result["payload"]["data"]["emote"], "wave", "{result}");
+
+    // Walk to the locked crate, then try to pick it up: the world allows it, the script vetoes.
+    let mut seq = 0;
+    let mut near = false;
+    for _ in 0..40 {
+        let here = carol
+            .next_matching(
+                |e| {
+                    e["type"] == "physics:world_state:v1:stream"
+                        && position_of(&e["payload"]["objects"], avatar).is_some()
+                },
+                Duration::from_secs(3),
+            )
+            .await
+            .and_then(|e| position_of(&e["payload"]["objects"], avatar));
+        let Some(here) = here else { continue };
+        let to_crate = [
+            crate_position[0] - here[0],
+            0.0,
+            crate_position[2] - here[2],
+        ];
+        let flat = (to_crate[0].powi(2) + to_crate[2].powi(2)).sqrt();
+        if flat < 1.8 {
+            near = true;
+            break;
+        }
+        walk(
+            &mut carol,
+            &mut seq,
+            [to_crate[0] / flat, 0.0, to_crate[2] / flat],
+            4,
+        )
+        .await;
+    }
+    assert!(near, "carol reached the crate");
+    carol
+        .send(
+            "interaction:pickup:v1:requested",
+            CAMPAIGN,
+            json!({"target": crate_id, "request_id": 8}),
+        )
+        .await;
+    let result = carol
+        .next_matching(
+            |e| e["type"] == "interaction:result:v1:stream" && e["payload"]["request_id"] == 8,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("a result for the pickup");
+    assert_eq!(result["payload"]["success"], false, "{result}");
+    assert_eq!(result["payload"]["code"], "vetoed", "{result}");
+    assert_eq!(
+        result["payload"]["message"], "this item is locked",
+        "{result}"
+    );
+}
