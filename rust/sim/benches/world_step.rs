@@ -89,8 +89,15 @@ fn bare(n: usize) -> PhysicsWorld {
     world
 }
 
-fn mean_ms(d: Duration, steps: usize) -> f64 {
-    d.as_secs_f64() * 1000.0 / steps as f64
+fn median_ms(times: &mut [Duration]) -> f64 {
+    times.sort();
+    times[times.len() / 2].as_secs_f64() * 1000.0
+}
+
+/// One measured contestant: a boxed step function and its step times.
+struct Runner<'a> {
+    step: Box<dyn FnMut() + 'a>,
+    times: Vec<Duration>,
 }
 
 fn main() {
@@ -109,70 +116,96 @@ fn main() {
     );
     println!();
     println!(
-        "{:>7} {:>6} {:>11} {:>11} {:>7} {:>9} {:>13} {:>13}",
+        "{:>7} {:>6} {:>9} {:>10} {:>7} {:>9} {:>10} {:>12} {:>14}",
         "boxes",
         "steps",
         "ours ms",
         "rapier ms",
         "ratio",
+        "control",
         "min awake",
         "ours B/body",
         "rapier B/body"
     );
     for &(n, steps) in sizes {
         let before = common::live_bytes();
-        let mut a = ours(n);
+        let mut ours_world = ours(n);
         // Creation events are transient output, not per-body state.
-        drop(a.drain_events());
+        drop(ours_world.drain_events());
         let ours_bytes = common::live_bytes() - before;
         let before = common::live_bytes();
-        let mut b = bare(n);
+        let mut bare_world = bare(n);
         let bare_bytes = common::live_bytes() - before;
-        // Warm-up: first contacts, allocations of the solver's buffers.
+        // A second bare world: the ratio between two identical pipelines shows the noise floor.
+        let mut control_world = bare(n);
         for _ in 0..5 {
-            a.step();
-            b.step();
+            ours_world.step();
+            bare_world.step();
+            control_world.step();
         }
-        let (mut ta, mut tb) = (Duration::ZERO, Duration::ZERO);
-        // Interleaved, alternating which goes first, so that machine noise and cache effects hit
-        // both the same way.
         let mut min_awake = u32::MAX;
-        for i in 0..steps {
-            min_awake = min_awake.min(a.physics_info().awake_count);
-            let mut ours_step = |world: &mut World| {
-                let t = Instant::now();
-                world.step();
-                ta += t.elapsed();
-                black_box(world.drain_events());
-            };
-            if i % 2 == 0 {
-                ours_step(&mut a);
-                let t = Instant::now();
-                b.step();
-                tb += t.elapsed();
-            } else {
-                let t = Instant::now();
-                b.step();
-                tb += t.elapsed();
-                ours_step(&mut a);
+        let (ma, mb, mc) = {
+            let awake = &mut min_awake;
+            let mut runners = [
+                Runner {
+                    step: Box::new(|| {
+                        *awake = (*awake).min(ours_world.physics_info().awake_count);
+                        ours_world.step();
+                        black_box(ours_world.drain_events());
+                    }),
+                    times: Vec::with_capacity(steps),
+                },
+                Runner {
+                    step: Box::new(|| bare_world.step()),
+                    times: Vec::with_capacity(steps),
+                },
+                Runner {
+                    step: Box::new(|| control_world.step()),
+                    times: Vec::with_capacity(steps),
+                },
+            ];
+            // Interleaved, rotating which goes first, so that machine noise and cache effects hit
+            // all three alike.
+            for i in 0..steps {
+                for k in 0..3 {
+                    let runner = &mut runners[(i + k) % 3];
+                    let t = Instant::now();
+                    (runner.step)();
+                    runner.times.push(t.elapsed());
+                }
             }
-        }
-        let awake = min_awake;
-        let (ma, mb) = (mean_ms(ta, steps), mean_ms(tb, steps));
+            let [a, b, c] = &mut runners;
+            (
+                median_ms(&mut a.times),
+                median_ms(&mut b.times),
+                median_ms(&mut c.times),
+            )
+        };
         println!(
-            "{:>7} {:>6} {:>11.3} {:>11.3} {:>6.3}x {:>9} {:>13} {:>13}",
+            "{:>7} {:>6} {:>9.3} {:>10.3} {:>6.3}x {:>8.3}x {:>10} {:>12} {:>14}",
             n,
             steps,
             ma,
             mb,
             ma / mb,
-            awake,
+            mc / mb,
+            min_awake,
             ours_bytes / (n + 1),
             bare_bytes / (n + 1)
         );
     }
     println!();
     println!(
-        "ratio = ours / bare rapier (target <= 1.2x); B/body = heap bytes right after creation, divided by body count"
+        "ms = median step time; ratio = ours / bare rapier (target <= 1.2x); control = a second,"
+    );
+    println!(
+        "identical bare rapier world / the first (the noise floor of this machine right now);"
+    );
+    println!("B/body = heap bytes right after creation, divided by body count");
+    println!(
+        "load average at the end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
 }

@@ -351,6 +351,8 @@ pub struct ColliderGrid {
     dims: [usize; 3],
     /// `dims` as floats, for the per-particle range test.
     dims_f: [f32; 3],
+    /// Index of an extra, always empty cell: where particles outside the grid look.
+    empty_cell: usize,
     starts: Vec<u32>,
     items: Vec<u32>,
 }
@@ -416,11 +418,12 @@ impl ColliderGrid {
                 }
             }
         };
-        let mut counts = vec![0u32; total + 1];
+        // One extra cell (index `total`) that stays empty.
+        let mut counts = vec![0u32; total + 2];
         for i in 0..proxies.len() {
             each_cell(i, &mut |c| counts[c + 1] += 1);
         }
-        for c in 0..total {
+        for c in 0..=total {
             counts[c + 1] += counts[c];
         }
         let mut fill = counts.clone();
@@ -438,6 +441,7 @@ impl ColliderGrid {
             inv_cell,
             dims,
             dims_f: dims.map(|d| d as f32),
+            empty_cell: total,
             starts: counts,
             items,
         }
@@ -458,17 +462,20 @@ impl ColliderGrid {
         if self.proxies.is_empty() {
             return &[];
         }
-        let mut idx = [0usize; 3];
-        for k in 0..3 {
-            let f = (p[k] - self.origin[k]) * self.inv_cell;
-            // Written so that NaN also fails the range test.
-            if !(0.0..self.dims_f[k]).contains(&f) {
-                return &[];
-            }
-            // In range, so the cheap signed conversion is exact.
-            idx[k] = f as i32 as usize;
-        }
-        let c = (idx[0] * self.dims[1] + idx[1]) * self.dims[2] + idx[2];
+        // Branch-free on purpose: whether a particle is inside the grid is random from one
+        // particle to the next, and mispredicted branches cost more than this arithmetic.
+        let f: [f32; 3] = std::array::from_fn(|k| (p[k] - self.origin[k]) * self.inv_cell);
+        // Non-short-circuit `&`; NaN fails every comparison, so it lands in the empty cell.
+        let inside = (f[0] >= 0.0)
+            & (f[0] < self.dims_f[0])
+            & (f[1] >= 0.0)
+            & (f[1] < self.dims_f[1])
+            & (f[2] >= 0.0)
+            & (f[2] < self.dims_f[2]);
+        let idx: [usize; 3] =
+            std::array::from_fn(|k| (f[k] as i32).clamp(0, self.dims[k] as i32 - 1) as usize);
+        let cell = (idx[0] * self.dims[1] + idx[1]) * self.dims[2] + idx[2];
+        let c = if inside { cell } else { self.empty_cell };
         &self.items[self.starts[c] as usize..self.starts[c + 1] as usize]
     }
 }
