@@ -1,5 +1,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use godot::classes::{Engine, INode, Node, Os};
 use godot::prelude::*;
@@ -46,6 +48,11 @@ pub struct NexusGateway {
     #[export]
     #[init(val = true)]
     autostart: bool,
+    /// Quit the game cleanly (saving, closing connections) on SIGTERM or SIGINT; a second signal
+    /// terminates at once.
+    #[export]
+    #[init(val = true)]
+    quit_on_termination_signal: bool,
     /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev` after `--` override the properties.
     #[export]
     #[init(val = true)]
@@ -58,8 +65,26 @@ pub struct NexusGateway {
 #[godot_api]
 impl INode for NexusGateway {
     fn ready(&mut self) {
-        if self.autostart && !Engine::singleton().is_editor_hint() && self.handle.is_none() {
+        if Engine::singleton().is_editor_hint() {
+            return;
+        }
+        if self.quit_on_termination_signal {
+            match termination_flag() {
+                Ok(_) => self.base_mut().set_process(true),
+                Err(error) => godot_warn!("NexusGateway: cannot watch for SIGTERM: {error}"),
+            }
+        }
+        if self.autostart && self.handle.is_none() {
             self.start();
+        }
+    }
+
+    // Only watches the termination flag (set from the signal handler).
+    fn process(&mut self, _delta: f64) {
+        if termination_flag().is_ok_and(|flag| flag.load(Ordering::Relaxed)) {
+            godot_print!("NexusGateway: termination signal received, shutting down cleanly");
+            self.base_mut().set_process(false);
+            self.base().get_tree().quit();
         }
     }
 
@@ -295,4 +320,22 @@ pub fn envelope_from_dictionary(event: &VarDictionary) -> Result<Envelope, Strin
     let json = serde_json::Value::Object(dictionary_to_json(event)?);
     serde_json::from_value(json)
         .map_err(|e| format!("not an event envelope ({{type, payload, metadata}}): {e}"))
+}
+
+/// Set when SIGTERM or SIGINT arrives; registered once per process. The first signal only sets
+/// the flag (the node then quits the tree cleanly); a second one terminates at once, so a stuck
+/// shutdown can still be interrupted.
+fn termination_flag() -> Result<&'static Arc<AtomicBool>, String> {
+    static FLAG: OnceLock<Result<Arc<AtomicBool>, String>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register_conditional_shutdown(signal, 1, flag.clone())
+                .map_err(|e| e.to_string())?;
+            signal_hook::flag::register(signal, flag.clone()).map_err(|e| e.to_string())?;
+        }
+        Ok(flag)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
 }
