@@ -94,7 +94,7 @@ pub struct SessionConfig {
     /// Longest extrapolation of a remote object past its newest state, seconds (default 0.25).
     pub max_extrapolation: f64,
     /// Objects nearer than this (m) to the avatar are kept up to date in the collision copy of
-    /// the world (default 25).
+    /// the world (default 10: more than a replay window of running plus an object's size).
     pub collision_radius: f32,
     /// Most fixed ticks run by one update after a stall; the rest of the backlog is dropped
     /// (default 10).
@@ -121,7 +121,7 @@ impl SessionConfig {
             correction: CorrectionConfig::default(),
             timeline: TimelineConfig::default(),
             max_extrapolation: 0.25,
-            collision_radius: 25.0,
+            collision_radius: 10.0,
             max_catch_up_ticks: 10,
         }
     }
@@ -791,6 +791,9 @@ impl ClientSession {
             return;
         };
         self.collision.prepare(predictor.current().position);
+        if let (Some((spawn, _)), Some(tick)) = (self.welcome_tick, self.last_state_tick) {
+            predictor.set_ticks_since_spawn(tick.saturating_sub(spawn));
+        }
         let outcome = predictor.reconcile(seq, &server, &self.collision);
         if let Some(error) = outcome.error() {
             self.stats.reconciliations += 1;
@@ -949,18 +952,20 @@ impl ClientSession {
         } else {
             [0.0; 3]
         };
-        let input = self.outgoing.as_received(&PlayerInput {
+        let input = PlayerInput {
             seq,
             tick,
             movement: controls.movement.map(clamp),
             look,
             jump: controls.jump,
             run: controls.run,
-        });
+        };
         if let Some(predictor) = &mut self.predictor {
             self.previous_position = predictor.current().position;
             self.collision.prepare(predictor.current().position);
-            predictor.predict(input.clone(), &self.collision);
+            // Predict with what the server will decode; send the original (quantising twice
+            // would not give the same values: the look is normalised before quantising).
+            predictor.predict(self.outgoing.as_received(&input), &self.collision);
         }
         self.unsent.push(input);
         self.stats.inputs_created += 1;

@@ -156,7 +156,7 @@ pub struct SessionStats {
 pub struct StatsSummary {
     /// Sessions summarised.
     pub clients: usize,
-    /// Seconds measured.
+    /// Longest time one session was measured, seconds.
     pub seconds: f64,
     /// Received bytes per second per client (mean).
     pub rx_bytes_per_sec_per_client: f64,
@@ -183,16 +183,16 @@ pub struct StatsSummary {
 }
 
 impl StatsSummary {
-    /// Summarises sessions measured over `seconds`.
-    pub fn of<'a>(sessions: impl IntoIterator<Item = &'a SessionStats>, seconds: f64) -> Self {
-        let mut summary = StatsSummary {
-            seconds,
-            ..StatsSummary::default()
-        };
+    /// Summarises sessions, each measured over its own number of seconds.
+    pub fn of<'a>(sessions: impl IntoIterator<Item = (&'a SessionStats, f64)>) -> Self {
+        let mut summary = StatsSummary::default();
         let mut ages = Histogram::default();
         let (mut rx, mut tx, mut states, mut correction_total) = (0u64, 0u64, 0u64, 0.0);
-        for stats in sessions {
+        let mut client_seconds = 0.0;
+        for (stats, seconds) in sessions {
             summary.clients += 1;
+            summary.seconds = summary.seconds.max(seconds);
+            client_seconds += seconds.max(0.0);
             rx += stats.bytes_received;
             tx += stats.bytes_sent;
             states += stats.states_applied;
@@ -204,10 +204,11 @@ impl StatsSummary {
             summary.inputs_rejected += stats.inputs_rejected;
             summary.errors_received += stats.errors_received;
         }
-        let per_client_second = (summary.clients.max(1) as f64) * seconds.max(1e-9);
-        summary.rx_bytes_per_sec_per_client = rx as f64 / per_client_second;
-        summary.tx_bytes_per_sec_per_client = tx as f64 / per_client_second;
-        summary.states_per_sec_per_client = states as f64 / per_client_second;
+        if client_seconds > 0.0 {
+            summary.rx_bytes_per_sec_per_client = rx as f64 / client_seconds;
+            summary.tx_bytes_per_sec_per_client = tx as f64 / client_seconds;
+            summary.states_per_sec_per_client = states as f64 / client_seconds;
+        }
         summary.state_age_p50_ms = ages.quantile(0.5) * 1e3;
         summary.state_age_p99_ms = ages.quantile(0.99) * 1e3;
         if summary.corrections > 0 {
@@ -242,5 +243,25 @@ mod tests {
         let mut merged = Histogram::default();
         merged.merge(&h);
         assert_eq!(merged.count(), 101);
+    }
+
+    #[test]
+    fn summary_rates_are_per_client_second() {
+        let mut a = SessionStats {
+            bytes_received: 1000,
+            corrections: 2,
+            correction_total: 0.004,
+            ..SessionStats::default()
+        };
+        a.state_age.record(0.05);
+        let b = SessionStats {
+            bytes_received: 3000,
+            ..SessionStats::default()
+        };
+        let summary = StatsSummary::of([(&a, 1.0), (&b, 3.0)]);
+        assert_eq!(summary.clients, 2);
+        assert!((summary.rx_bytes_per_sec_per_client - 1000.0).abs() < 1e-9);
+        assert!((summary.correction_mean_mm - 2.0).abs() < 1e-9);
+        assert!((summary.state_age_p50_ms - 50.0).abs() < 1.0 + 1e-9);
     }
 }

@@ -497,7 +497,7 @@ mod tests {
             tick: Some(100 + u64::from(seq)),
             movement: [0.0, 1.0],
             look: [0.0, 0.0, -1.0],
-            jump: seq % 2 == 0,
+            jump: seq.is_multiple_of(2),
             run: false,
         }
     }

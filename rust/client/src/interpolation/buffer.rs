@@ -388,7 +388,7 @@ pub(crate) fn slerp(a: [f32; 4], b: [f32; 4], t: f32) -> [f32; 4] {
 /// Rotates `q` by angular velocity `w` (rad/s, world frame) for `dt` seconds.
 fn integrate(q: [f32; 4], w: [f32; 3], dt: f32) -> [f32; 4] {
     let angle = norm(w) * dt;
-    if !(angle > 1e-7) {
+    if angle.is_nan() || angle <= 1e-7 {
         return q;
     }
     let axis = scale(w, 1.0 / norm(w));
@@ -447,7 +447,8 @@ mod tests {
     #[test]
     fn slerp_takes_the_short_way() {
         let a = [0.0, 0.0, 0.0, 1.0];
-        let b = [0.0, -0.7071068, 0.0, -0.7071068]; // +90° about Y, negated
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        let b = [0.0, -h, 0.0, -h]; // +90° about Y, negated
         let half = slerp(a, b, 0.5);
         let expected = [0.0, 0.38268343, 0.0, 0.9238795];
         for (h, e) in half.iter().zip(expected) {

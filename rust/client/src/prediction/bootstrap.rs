@@ -6,7 +6,7 @@
 //! first acknowledgement already includes a few. The client cannot know how many, and rebasing on
 //! the server's quantised position would leave the prediction inexact (the character controller
 //! turns sub-millimetre differences into lost steps later). So at the first acknowledgement it
-//! tries every count up to three seconds, keeps each start whose replay matches the server within
+//! tries every count up to two seconds, keeps each start whose replay matches the server within
 //! the stream's quantisation, follows the most accurate one, and narrows the set at every
 //! acknowledgement until one is left (or a bounded number of acknowledgements passed). Each
 //! candidate only advances through the newly acknowledged inputs, so the cost is small.
@@ -18,8 +18,8 @@ use super::Predictor;
 use super::rollback::{ServerAvatar, replay};
 use crate::collision::CollisionWorld;
 
-/// Most idle steps the server may have applied before the first input (three seconds at 60 Hz).
-const MAX_IDLE_STEPS: usize = 180;
+/// Most idle steps the server may have applied before the first input (two seconds at 60 Hz).
+const MAX_IDLE_STEPS: usize = 120;
 /// Acknowledgements after which the search stops with the best candidate.
 const MAX_ACKS: u32 = 60;
 
@@ -80,19 +80,19 @@ pub(super) fn narrow(
     }
     let candidates = match predictor.bootstrap.take() {
         None => {
-            // First acknowledgement: does the plain prediction already match?
-            let plain = predictor
-                .history
-                .iter()
-                .find(|s| s.input.seq == ack_seq)
-                .map(|s| s.state);
-            if plain.is_some_and(|p| error(server, &p) <= exact()) {
-                predictor.bootstrap_done = true;
-                return;
-            }
+            // Zero idle steps (the plain prediction) is a candidate like the others: a chance
+            // match within the quantisation proves nothing.
             let mut states = Vec::new();
             let mut start = predictor.confirmed;
-            for _ in 0..MAX_IDLE_STEPS {
+            let plain = advance(predictor, world, start, None, ack_seq);
+            let e = error(server, &plain);
+            if e <= exact() {
+                states.push((plain, e * e));
+            }
+            let most = predictor
+                .idle_bound
+                .map_or(MAX_IDLE_STEPS, |b| (b as usize).min(MAX_IDLE_STEPS));
+            for _ in 0..most {
                 let idle = PlayerInput {
                     seq: 0,
                     tick: None,

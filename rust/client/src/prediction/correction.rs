@@ -51,7 +51,7 @@ impl CorrectionSmoother {
 
     /// Lets `dt` seconds pass.
     pub fn advance(&mut self, dt: f32) {
-        if !(dt > 0.0) {
+        if dt.is_nan() || dt <= 0.0 {
             return;
         }
         let keep = (-dt / self.config.time_constant.max(1.0e-4)).exp();

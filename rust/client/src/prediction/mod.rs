@@ -70,6 +70,9 @@ pub struct Predictor {
     /// Possible starts while the server's idle steps before the first input are unknown.
     bootstrap: Option<bootstrap::Candidates>,
     bootstrap_done: bool,
+    /// Most idle steps the server can have applied: the ticks from the spawn to the state being
+    /// compared (see [`Predictor::set_ticks_since_spawn`]).
+    idle_bound: Option<u32>,
 }
 
 impl Predictor {
@@ -94,6 +97,7 @@ impl Predictor {
             pending_shift: [0.0; 3],
             bootstrap: None,
             bootstrap_done: false,
+            idle_bound: None,
         }
     }
 
@@ -142,6 +146,12 @@ impl Predictor {
             }
         }
         &self.current
+    }
+
+    /// Ticks from the avatar's spawn (the welcome's tick) to the state about to be compared: the
+    /// server cannot have applied more idle steps than that, which bounds the search for them.
+    pub fn set_ticks_since_spawn(&mut self, ticks: u64) {
+        self.idle_bound = Some(u32::try_from(ticks).unwrap_or(u32::MAX));
     }
 
     /// The server refused an input: it never happened there, so it must not happen here.
