@@ -227,7 +227,7 @@ impl StateDecoder {
                 return Err(DecodeError::Malformed(format!("exp-Golomb order {order}")));
             }
         }
-        let common_flags = bits.bits(6)?;
+        let common_flags = [bits.bits(6)?, bits.bits(6)?, bits.bits(6)?];
         let prediction = Prediction::new(baseline.map_or(0, |b| tick - b), tick_rate, gravity);
         let removed = read_id_list(&mut bits, removed_count)?;
         let left = read_id_list(&mut bits, left_count)?;
@@ -249,7 +249,11 @@ impl StateDecoder {
                 ),
             };
             let flags = if bits.bit()? {
-                common_flags
+                common_flags[0]
+            } else if bits.bit()? {
+                common_flags[1]
+            } else if bits.bit()? {
+                common_flags[2]
             } else {
                 bits.bits(6)?
             };
@@ -290,9 +294,9 @@ impl StateDecoder {
                 state.rotation = if bits.bit()? {
                     bits.bits(ROTATION_BITS)?
                 } else {
-                    let (index, parts) = rotation_parts(state.rotation);
-                    let parts = read_deltas(&mut bits, parts, [orders[GROUP_ROTATION]; 3])?;
-                    rotation_pack(index, parts).ok_or_else(|| {
+                    let (index, steps) = rotation_parts(state.rotation);
+                    let steps = read_deltas(&mut bits, steps, [orders[GROUP_ROTATION]; 3])?;
+                    rotation_pack(index, steps).ok_or_else(|| {
                         DecodeError::Malformed(format!(
                             "object {id}: rotation component out of range"
                         ))

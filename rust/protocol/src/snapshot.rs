@@ -93,7 +93,13 @@ impl Snapshot {
         let quantized = objects.iter().map(quantize_object).collect();
         let properties_json: Vec<String> = objects
             .iter()
-            .map(|o| serde_json::to_string(&o.properties).unwrap_or_else(|_| "{}".to_owned()))
+            .map(|o| {
+                if o.properties.is_empty() {
+                    "{}".to_owned() // the common case, without a trip through serde
+                } else {
+                    serde_json::to_string(&o.properties).unwrap_or_else(|_| "{}".to_owned())
+                }
+            })
             .collect();
         let meta_keys = objects
             .iter()

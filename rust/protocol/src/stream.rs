@@ -777,11 +777,11 @@ impl StateEncoder {
                     })
                 }),
                 rotation: (state.rotation != base.rotation).then(|| {
-                    let (index, parts) = rotation_parts(state.rotation);
-                    let (base_index, base_parts) = rotation_parts(base.rotation);
+                    let (index, steps) = rotation_parts(state.rotation);
+                    let (base_index, base_steps) = rotation_parts(base.rotation);
                     if index == base_index {
                         RotationCode::Delta(std::array::from_fn(|j| {
-                            delta_code(parts[j], base_parts[j])
+                            delta_code(steps[j], base_steps[j])
                         }))
                     } else {
                         RotationCode::Absolute(state.rotation)
@@ -819,10 +819,10 @@ impl StateEncoder {
             records.push(record);
         }
         let orders: [u32; GROUPS] = std::array::from_fn(|g| best_order(&groups[g]));
-        // The most frequent flag combination costs one bit per record.
-        let common_flags = (0..64u32)
-            .max_by_key(|&f| flag_counts[f as usize])
-            .unwrap_or(0);
+        // The three most frequent flag combinations cost 1, 2 and 3 bits per record.
+        let mut by_count: Vec<u32> = (0..64).collect();
+        by_count.sort_by_key(|&f| std::cmp::Reverse(flag_counts[f as usize]));
+        let common_flags = [by_count[0], by_count[1], by_count[2]];
 
         // Pass 2: the bytes.
         let mut flags = 0u8;
@@ -853,7 +853,9 @@ impl StateEncoder {
         for order in orders {
             w.bits(order, ORDER_BITS);
         }
-        w.bits(common_flags, 6);
+        for flags in common_flags {
+            w.bits(flags, 6);
+        }
         write_id_list(&mut w, removed);
         write_id_list(&mut w, left);
         let mut previous_id: i64 = -1;
@@ -862,11 +864,13 @@ impl StateEncoder {
             w.gamma((i64::from(object.id) - previous_id - 1) as u64);
             previous_id = i64::from(object.id);
             let record_flags = record.flags();
-            if record_flags == common_flags {
-                w.bit(true);
-            } else {
-                w.bit(false);
-                w.bits(record_flags, 6);
+            match common_flags.iter().position(|&f| f == record_flags) {
+                // Unary: `1`, `01`, `001`; `000` then the six bits.
+                Some(rank) => w.bits(1 << rank, rank as u32 + 1),
+                None => {
+                    w.bits(0, 3);
+                    w.bits(record_flags, 6);
+                }
             }
             if record.meta {
                 w.bits(kind_code(object.kind), 2);
@@ -886,9 +890,7 @@ impl StateEncoder {
                 None => {}
                 Some(RotationCode::Delta(values)) => {
                     w.bit(false);
-                    values
-                        .iter()
-                        .for_each(|&v| write_egk(&mut w, v, orders[GROUP_ROTATION]));
+                    write_triple(&mut w, values, [orders[GROUP_ROTATION]; 3]);
                 }
                 Some(RotationCode::Absolute(packed)) => {
                     w.bit(true);
@@ -935,6 +937,7 @@ fn best_predictor(
 /// baseline) or the absolute 32-bit value.
 #[derive(Clone, Copy)]
 enum RotationCode {
+    /// Zigzagged differences of the three steps.
     Delta([u64; 3]),
     Absolute(u32),
 }

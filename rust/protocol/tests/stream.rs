@@ -315,6 +315,11 @@ impl MergingClient {
 }
 
 fn run_json(seed: u64, steps: usize, settings: StreamSettings, link: Link) {
+    // With level of detail, only objects in the first band are updated every message.
+    let exact_within = settings
+        .lod
+        .first()
+        .map_or(f32::INFINITY, |band| band.max_distance);
     let mut world = RandomWorld::new(seed, 200, 100.0);
     let mut rng = Rng::new(seed ^ 0x5555);
     let mut encoder = StateEncoder::new("camp", Encoding::Json, settings.clone());
@@ -348,6 +353,9 @@ fn run_json(seed: u64, steps: usize, settings: StreamSettings, link: Link) {
         client.apply(&message);
         let truths = check_interest(client.objects.keys().copied(), &snapshot, viewer, &settings);
         for (held, truth) in client.objects.values().zip(truths) {
+            if distance(truth.position, viewer) > exact_within {
+                continue;
+            }
             // JSON carries mm / 1e-4 rounded values; unchanged-within-a-quantum objects are not
             // resent, so the tolerance is one quantum plus the rounding.
             for axis in 0..3 {
@@ -383,6 +391,29 @@ fn run_json(seed: u64, steps: usize, settings: StreamSettings, link: Link) {
 fn json_stream_lets_a_merging_client_track_the_world() {
     run_json(51, 400, settings_without_lod(70.0), STEADY);
     run_json(52, 400, settings_without_lod(70.0), LOSSY);
+}
+
+#[test]
+fn json_stream_with_lod_keeps_the_set_exact_and_near_objects_fresh() {
+    let settings = StreamSettings {
+        interest_radius: 80.0,
+        interest_hysteresis: 6.0,
+        lod: vec![
+            LodBand {
+                max_distance: 25.0,
+                interval: 1,
+            },
+            LodBand {
+                max_distance: 50.0,
+                interval: 2,
+            },
+        ],
+        far_interval: 4,
+        max_objects_per_message: usize::MAX,
+        max_history: 64,
+    };
+    run_json(53, 400, settings.clone(), STEADY);
+    run_json(54, 400, settings, LOSSY);
 }
 
 #[test]
@@ -502,4 +533,147 @@ fn the_per_message_cap_defers_far_objects_but_keeps_the_view_consistent() {
         held > 250,
         "deferred objects arrive in later messages: {held}"
     );
+}
+
+/// The worked example of PROTOCOL.md (section 6.5), byte for byte.
+#[test]
+fn golden_binary_message_matches_the_reference_document() {
+    use nexus_sim::state::{BodyKind, ObjectState, WorldState};
+    let object = |id, position: [f32; 3], velocity: [f32; 3]| ObjectState {
+        id,
+        kind: BodyKind::Dynamic,
+        position,
+        rotation: [0.0, 0.0, 0.0, 1.0],
+        velocity,
+        angular_velocity: [0.0; 3],
+        sleeping: false,
+        shape: None,
+        properties: Default::default(),
+    };
+    let state = |tick, objects| WorldState {
+        timestamp: 0.0,
+        tick,
+        objects,
+        physics: common::physics(1),
+        environment: common::environment(),
+    };
+    let mut encoder = StateEncoder::new("0", Encoding::Binary, StreamSettings::everything());
+    let full = encoder
+        .encode(
+            &Snapshot::new(state(5, vec![object(1, [1.0, 2.0, 3.0], [0.0; 3])])),
+            None,
+            Some(7),
+        )
+        .unwrap();
+    let StatePayload::Binary(full) = full.payload else {
+        panic!()
+    };
+    assert_eq!(
+        hex(&full),
+        "010103050700000000000000003c00bd4e00000001ff01000001040a038001800900"
+    );
+    assert_eq!(encoder.acknowledge(5), AckOutcome::Accepted);
+    // Six ticks later the object moved 0.1 m along x at 1 m/s.
+    let delta = encoder
+        .encode(
+            &Snapshot::new(state(11, vec![object(1, [1.1, 2.0, 3.0], [1.0, 0.0, 0.0])])),
+            None,
+            None,
+        )
+        .unwrap();
+    let StatePayload::Binary(delta) = delta.payload else {
+        panic!()
+    };
+    assert_eq!(
+        hex(&delta),
+        "0101000b0600000000000000003c00bd4e00000001070000000504aa790f"
+    );
+    let mut decoder = StateDecoder::default();
+    let first = decoder.decode(&full).unwrap();
+    assert_eq!(first.objects[0].position, [1.0, 2.0, 3.0]);
+    let second = decoder.decode(&delta).unwrap();
+    assert_eq!(second.baseline, Some(5));
+    assert!((second.objects[0].position[0] - 1.1).abs() <= POSITION_MAX_ERROR);
+    assert_eq!(second.objects[0].velocity, [1.0, 0.0, 0.0]);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn corrupted_binary_messages_are_errors_not_panics() {
+    let mut world = RandomWorld::new(101, 120, 40.0);
+    let mut encoder = StateEncoder::new("c", Encoding::Binary, StreamSettings::everything());
+    let mut messages = Vec::new();
+    for _ in 0..6 {
+        world.step();
+        let e = encoder
+            .encode(&Snapshot::new(world.state()), None, Some(1))
+            .unwrap();
+        let StatePayload::Binary(bytes) = e.payload else {
+            panic!()
+        };
+        messages.push((e.tick, bytes));
+        encoder.acknowledge(e.tick);
+    }
+    let mut rng = Rng::new(5);
+    let mut errors = 0;
+    for round in 0..3000 {
+        // A decoder holding the baselines the later messages need.
+        let mut decoder = StateDecoder::default();
+        let (_, first) = &messages[0];
+        decoder.decode(first).unwrap();
+        let (_, target) = &messages[1 + round % (messages.len() - 1)];
+        let mut bytes = target.clone();
+        match rng.below(3) {
+            0 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
+            1 => {
+                for _ in 0..1 + rng.below(4) {
+                    let i = rng.below(bytes.len() as u64) as usize;
+                    bytes[i] ^= 1 << rng.below(8);
+                }
+            }
+            _ => bytes.extend((0..1 + rng.below(8)).map(|_| rng.next_u64() as u8)),
+        }
+        if decoder.decode(&bytes).is_err() {
+            errors += 1;
+        }
+    }
+    assert!(
+        errors > 1500,
+        "most corruptions are detected ({errors} of 3000)"
+    );
+}
+
+#[test]
+fn decoder_reports_missing_baselines_and_reordering() {
+    let mut world = RandomWorld::new(111, 20, 40.0);
+    let mut encoder = StateEncoder::new("c", Encoding::Binary, StreamSettings::everything());
+    let mut messages = Vec::new();
+    for _ in 0..3 {
+        world.step();
+        let e = encoder
+            .encode(&Snapshot::new(world.state()), None, None)
+            .unwrap();
+        let StatePayload::Binary(bytes) = e.payload else {
+            panic!()
+        };
+        messages.push(bytes);
+        encoder.acknowledge(e.tick);
+    }
+    let mut fresh = StateDecoder::default();
+    assert!(matches!(
+        fresh.decode(&messages[2]),
+        Err(nexus_protocol::DecodeError::MissingBaseline(_))
+    ));
+    let mut decoder = StateDecoder::default();
+    decoder.decode(&messages[0]).unwrap();
+    decoder.decode(&messages[1]).unwrap();
+    assert!(matches!(
+        decoder.decode(&messages[1]),
+        Err(nexus_protocol::DecodeError::OutOfOrder { .. })
+    ));
+    decoder.decode(&messages[2]).unwrap();
+    assert_eq!(decoder.latest_tick(), Some(world.tick));
 }
