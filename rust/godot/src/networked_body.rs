@@ -118,7 +118,7 @@ impl NetworkedBody {
     /// The core description of this body, or an error for an invalid configuration.
     pub fn object_desc(&self) -> Result<ObjectDesc, String> {
         let size = self.size;
-        if !(size.x > 0.0 && size.y > 0.0 && size.z > 0.0) || !size.is_finite() {
+        if !(size.x > 0.0 && size.y > 0.0 && size.z > 0.0 && size.is_finite()) {
             return Err(format!("size must be positive in every axis, got {size}"));
         }
         let radius = size.x / 2.0;

@@ -44,6 +44,14 @@ pub struct NexusGateway {
     /// File holding the token secret.
     #[export(global_file)]
     secret_file: GString,
+    /// Most open connections in total.
+    #[export(range = (1.0, 100000.0, 1.0, or_greater))]
+    #[init(val = 10_000)]
+    max_connections: i32,
+    /// Most open connections from one IP address.
+    #[export(range = (1.0, 100000.0, 1.0, or_greater))]
+    #[init(val = 64)]
+    max_connections_per_address: i32,
     /// Start when the node enters the tree (outside the editor).
     #[export]
     #[init(val = true)]
@@ -309,6 +317,9 @@ impl NexusGateway {
             }
         };
         config.bind = SocketAddr::new(ip, port);
+        config.limits.max_connections = self.max_connections.max(1) as usize;
+        config.limits.max_connections_per_address =
+            self.max_connections_per_address.max(1) as usize;
         config.path = self.endpoint_path.to_string();
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

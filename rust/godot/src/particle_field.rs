@@ -49,7 +49,7 @@ pub struct ParticleField {
 #[godot_api]
 impl INode3D for ParticleField {
     fn ready(&mut self) {
-        let headless = DisplayServer::singleton().get_name().to_string() == "headless";
+        let headless = DisplayServer::singleton().get_name() == "headless";
         if !headless {
             self.base_mut().set_process(true);
         }
