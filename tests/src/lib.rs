@@ -23,6 +23,16 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A fresh, empty folder under `target/e2e-tmp/` for one test's files (e.g. a data directory).
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = repo_root()
+        .join("target/e2e-tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    dir
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -91,6 +101,8 @@ impl Server {
             log: Vec::new(),
         };
         server.wait_for_line("listening on ws://", Duration::from_secs(120));
+        // The gateway listens before the world has loaded and opened its campaign.
+        server.wait_for_line("campaign open, clients may join", Duration::from_secs(60));
         server
     }
 
@@ -219,10 +231,17 @@ impl Client {
     pub async fn expect(&mut self, wanted: &str, timeout: Duration) -> Value {
         match self.next_matching(|e| e["type"] == wanted, timeout).await {
             Some(event) => event,
-            None => panic!(
-                "no {wanted} within {timeout:?}; received types: {:?}",
-                self.types()
-            ),
+            None => {
+                let errors: Vec<&Value> = self
+                    .received
+                    .iter()
+                    .filter(|e| e["type"] == "system:error:v1:stream")
+                    .collect();
+                panic!(
+                    "no {wanted} within {timeout:?}; received types: {:?}; errors: {errors:?}",
+                    self.types()
+                )
+            }
         }
     }
 

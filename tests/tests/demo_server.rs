@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nexus_e2e::{Client, Server, free_port};
+use nexus_e2e::{Client, Server, free_port, fresh_dir};
 use serde_json::{Value, json};
 
 const CAMPAIGN: &str = "0";
@@ -56,7 +56,12 @@ async fn walk(client: &mut Client, seq: &mut u32, look: [f64; 3], count: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_join_the_demo_and_see_each_other_move() {
-    let server = Server::start_scene("res://scenes/demo.tscn", free_port(), &[]);
+    let data = fresh_dir("two-clients");
+    let server = Server::start_scene(
+        "res://scenes/demo.tscn",
+        free_port(),
+        &[&format!("--data-dir={}", data.display())],
+    );
     let mut alice = Client::connect(&server.url()).await;
     let mut bob = Client::connect(&server.url()).await;
     let welcome_a = alice.join(CAMPAIGN, "alice").await;
@@ -117,7 +122,12 @@ async fn two_clients_join_the_demo_and_see_each_other_move() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_scripts_rules_apply_to_network_interactions() {
-    let server = Server::start_scene("res://scenes/demo.tscn", free_port(), &[]);
+    let data = fresh_dir("interactions");
+    let server = Server::start_scene(
+        "res://scenes/demo.tscn",
+        free_port(),
+        &[&format!("--data-dir={}", data.display())],
+    );
     let mut carol = Client::connect(&server.url()).await;
     let welcome = carol.join(CAMPAIGN, "carol").await;
     let avatar = welcome["avatar_id"].as_u64().unwrap();

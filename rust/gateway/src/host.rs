@@ -94,6 +94,8 @@ pub struct CampaignHost {
     ticks_since_snapshot: u64,
     actions: VecDeque<(ClientId, ActionRequest)>,
     notices: Option<HostNotices>,
+    /// Where returning players (by name) reappear, e.g. from a persisted campaign.
+    returning: BTreeMap<String, [f32; 3]>,
 }
 
 impl CampaignHost {
@@ -112,6 +114,7 @@ impl CampaignHost {
             clients: BTreeMap::new(),
             actions: VecDeque::new(),
             notices: None,
+            returning: BTreeMap::new(),
         }
     }
 
@@ -139,6 +142,12 @@ impl CampaignHost {
     /// interpret.
     pub fn drain_actions(&mut self) -> Vec<(ClientId, ActionRequest)> {
         self.actions.drain(..).collect()
+    }
+
+    /// Players who were here before (a persisted campaign): each reappears at its position when
+    /// it joins again under the same name.
+    pub fn set_returning_players(&mut self, positions: BTreeMap<String, [f32; 3]>) {
+        self.returning = positions;
     }
 
     /// Joins, leaves and world events since the previous call (see [`HostNotices`]).
@@ -201,10 +210,12 @@ impl CampaignHost {
                     role,
                     ..
                 } => {
-                    match self
-                        .world
-                        .spawn_player(client_id, &name, self.config.spawn_position)
-                    {
+                    let position = self
+                        .returning
+                        .get(&name)
+                        .copied()
+                        .or(self.config.spawn_position);
+                    match self.world.spawn_player(client_id, &name, position) {
                         Ok(avatar) => {
                             self.world.set_admin(client_id, role == Role::Admin);
                             self.clients.insert(client_id, HostClient { role });

@@ -1,11 +1,13 @@
-use std::collections::HashMap;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
-use godot::classes::{Engine, INode3D, Node, Node3D};
+use godot::classes::{Engine, INode3D, Node, Node3D, Os, ProjectSettings};
 use godot::prelude::*;
 use nexus_gateway::{ActionRequest, CampaignHost, CampaignHostConfig};
 use nexus_sim::state::{ObjectDesc, ObjectId, Tick};
 use nexus_sim::{World, WorldConfig, WorldEvent};
+use nexus_store::world_bridge::{change_since, player_records, record_from_world, restore_world};
+use nexus_store::{CampaignRecord, Saver, SaverConfig, SaverEvent};
 
 use crate::convert::{array_to_quat, array_to_vec3, from_dictionary, to_variant, vec3_to_array};
 use crate::environment_manager::EnvironmentManager;
@@ -77,6 +79,21 @@ pub struct PhysicsWorldServer {
     #[export]
     #[init(val = true)]
     autostart: bool,
+    /// Where the campaign is persisted (SQLite, one file per campaign; `user://` paths work).
+    /// Empty: the world is not persisted. A stored campaign is loaded at start instead of the
+    /// scene's initial state.
+    #[export(global_dir)]
+    #[export_group(name = "Persistence")]
+    data_dir: GString,
+    /// Seconds between incremental saves (what a crash may lose at most).
+    #[export(range = (0.1, 300.0, 0.1, or_greater, suffix = "s"))]
+    #[init(val = 1.0)]
+    save_interval: f32,
+    /// Let `--data-dir=DIR` after `--` on the command line override `data_dir`.
+    #[export]
+    #[init(val = true)]
+    allow_command_line: bool,
+    persistence: Option<Persistence>,
     runner: Option<Runner>,
     accumulator: f64,
     bodies: HashMap<ObjectId, Gd<NetworkedBody>>,
@@ -87,6 +104,12 @@ pub struct PhysicsWorldServer {
     base: Base<Node3D>,
 }
 
+/// The campaign's saver and how far the world has been handed to it.
+struct Persistence {
+    saver: Saver,
+    submitted_tick: Tick,
+}
+
 /// Tick durations over the last second, for the `tick_stats` signal.
 #[derive(Default)]
 struct TickWindow {
@@ -94,6 +117,9 @@ struct TickWindow {
     total_usec: u64,
     max_usec: u64,
 }
+
+/// Property naming the scene node an object came from (path relative to its world server).
+const SCENE_NODE: &str = "scene_node";
 
 /// Most fixed ticks run in one frame; a slower machine drops time instead of spiralling.
 const MAX_TICKS_PER_FRAME: u32 = 8;
@@ -121,6 +147,7 @@ impl INode3D for PhysicsWorldServer {
         if ran == MAX_TICKS_PER_FRAME {
             self.accumulator = 0.0;
         }
+        self.submit_save(false);
         self.sync_bodies();
     }
 
@@ -149,6 +176,15 @@ impl PhysicsWorldServer {
     /// Once per second: the tick, mean and max tick time (µs) over the second, objects, clients.
     #[signal]
     fn tick_stats(tick: i64, mean_usec: i64, max_usec: i64, objects: i64, clients: i64);
+    /// A save of the campaign completed: its tick and the rows it wrote.
+    #[signal]
+    fn world_saved(tick: i64, rows: i64);
+    /// The world was loaded from the store at start: its tick and object count.
+    #[signal]
+    fn world_loaded(tick: i64, objects: i64);
+    /// A save failed (it is retried at the next interval).
+    #[signal]
+    fn save_failed(code: GString, message: GString);
     /// A client sent a `physics:action:v1:requested` the world does not interpret itself.
     #[signal]
     fn action_received(client_id: i64, action: VarDictionary);
@@ -166,10 +202,79 @@ impl PhysicsWorldServer {
             spawn_point: vec3_to_array(self.spawn_point),
             ..WorldConfig::default()
         };
-        let mut world = World::new(config);
-        self.configure_children(&mut world);
-        self.add_scene_bodies(&mut world);
         let campaign = self.campaign_id.to_string();
+        let (persistence, loaded) = match self.open_store(&campaign) {
+            Ok(Some((saver, loaded))) => (
+                Some(Persistence {
+                    saver,
+                    submitted_tick: 0,
+                }),
+                loaded,
+            ),
+            Ok(None) => (None, None),
+            Err(error) => {
+                // Running without the campaign's saved state would overwrite it: refuse.
+                godot_error!(
+                    "PhysicsWorldServer {campaign}: cannot open the campaign store: {error}"
+                );
+                return false;
+            }
+        };
+        let mut returning = BTreeMap::new();
+        let mut world = match &loaded {
+            Some(record) => match restore_world(record, config) {
+                Ok(mut world) => {
+                    // Restored objects are the initial state, not news.
+                    world.drain_events();
+                    self.configure_children(&mut world, false);
+                    self.bind_restored_bodies(&world);
+                    returning = record
+                        .players
+                        .iter()
+                        .map(|(name, player)| (name.clone(), player.position))
+                        .collect();
+                    world
+                }
+                Err(error) => {
+                    godot_error!(
+                        "PhysicsWorldServer {campaign}: the stored campaign cannot be restored: {error}"
+                    );
+                    return false;
+                }
+            },
+            None => {
+                let mut world = World::new(config);
+                self.configure_children(&mut world, true);
+                self.add_scene_bodies(&mut world);
+                world
+            }
+        };
+        let mut persistence = persistence;
+        if let Some(persistence) = persistence.as_mut() {
+            persistence.submitted_tick = world.tick();
+            if loaded.is_none()
+                && let Err(error) = persistence.saver.submit_snapshot(record_from_world(
+                    &campaign,
+                    &world,
+                    &BTreeMap::new(),
+                ))
+            {
+                godot_error!("PhysicsWorldServer {campaign}: the first save failed: {error}");
+            }
+        }
+        if let Some(record) = &loaded {
+            let args = [
+                (record.tick as i64).to_variant(),
+                (world.object_count() as i64).to_variant(),
+            ];
+            self.defer_emit("world_loaded", &args);
+            godot_print!(
+                "PhysicsWorldServer {campaign}: loaded tick {} with {} objects from the store",
+                record.tick,
+                world.object_count()
+            );
+        }
+        world.drain_events();
         let runner = match self.gateway.clone() {
             Some(mut gateway) => match gateway.bind_mut().open_campaign(&campaign) {
                 Ok(link) => {
@@ -178,7 +283,9 @@ impl PhysicsWorldServer {
                         spawn_position: None,
                         ..CampaignHostConfig::default()
                     };
+                    godot_print!("PhysicsWorldServer {campaign}: campaign open, clients may join");
                     let mut host = CampaignHost::new(world, link, host_config);
+                    host.set_returning_players(returning);
                     // Starts collecting joins, leaves and events for the signals.
                     host.take_notices();
                     Runner::Hosted(Box::new(host))
@@ -194,6 +301,7 @@ impl PhysicsWorldServer {
         };
         self.synced_tick = runner.world().tick();
         self.runner = Some(runner);
+        self.persistence = persistence;
         self.accumulator = 0.0;
         true
     }
@@ -201,6 +309,21 @@ impl PhysicsWorldServer {
     /// Stops the world and closes the campaign on the gateway.
     #[func]
     pub fn stop(&mut self) {
+        self.submit_save(true);
+        if let Some(persistence) = self.persistence.take() {
+            // A clean shutdown: the final save completes before the node goes.
+            match persistence.saver.shutdown() {
+                Ok(status) => godot_print!(
+                    "PhysicsWorldServer {}: saved at tick {} on shutdown",
+                    self.campaign_id,
+                    status.last_saved_tick.unwrap_or_default()
+                ),
+                Err(error) => godot_error!(
+                    "PhysicsWorldServer {}: the final save failed: {error}",
+                    self.campaign_id
+                ),
+            }
+        }
         self.runner = None;
         for (_, mut body) in self.bodies.drain() {
             if body.is_instance_valid() {
@@ -407,6 +530,41 @@ impl PhysicsWorldServer {
         }
     }
 
+    /// Saves the campaign now and waits (up to 10 s) until it is on disk; false without
+    /// persistence or on failure.
+    #[func]
+    pub fn save_now(&mut self) -> bool {
+        self.submit_save(true);
+        let Some(persistence) = self.persistence.as_mut() else {
+            return false;
+        };
+        match persistence.saver.flush(Duration::from_secs(10)) {
+            Ok(status) => status.last_error.is_none(),
+            Err(error) => {
+                godot_error!("PhysicsWorldServer.save_now: {error}");
+                false
+            }
+        }
+    }
+
+    /// Persistence figures: `enabled`, `saves`, `failures`, `last_saved_tick`, `last_error`.
+    #[func]
+    pub fn get_persistence_status(&self) -> VarDictionary {
+        let mut dict = VarDictionary::new();
+        dict.set("enabled", self.persistence.is_some());
+        if let Some(persistence) = &self.persistence {
+            let status = persistence.saver.status();
+            dict.set("saves", status.saves as i64);
+            dict.set("failures", status.failures as i64);
+            dict.set(
+                "last_saved_tick",
+                status.last_saved_tick.map_or(-1, |t| t as i64),
+            );
+            dict.set("last_error", status.last_error.unwrap_or_default().as_str());
+        }
+        dict
+    }
+
     /// Ids of the clients in the campaign.
     #[func]
     pub fn get_clients(&self) -> PackedInt64Array {
@@ -437,13 +595,160 @@ impl PhysicsWorldServer {
         self.runner.as_ref().map(Runner::world)
     }
 
-    /// Lets the EnvironmentManager, InteractionSystem and ParticleField children set up the world.
-    fn configure_children(&mut self, world: &mut World) {
+    /// The persistence folder (property or `--data-dir=`), resolved, or `None` when not persisting.
+    fn data_directory(&self) -> Option<String> {
+        let mut dir = self.data_dir.to_string();
+        if self.allow_command_line {
+            for arg in Os::singleton().get_cmdline_user_args().as_slice() {
+                if let Some(value) = arg.to_string().strip_prefix("--data-dir=") {
+                    dir = value.to_string();
+                }
+            }
+        }
+        (!dir.is_empty()).then(|| {
+            ProjectSettings::singleton()
+                .globalize_path(dir.as_str())
+                .to_string()
+        })
+    }
+
+    fn open_store(
+        &self,
+        campaign: &str,
+    ) -> Result<Option<(Saver, Option<CampaignRecord>)>, String> {
+        let Some(dir) = self.data_directory() else {
+            return Ok(None);
+        };
+        let store = nexus_store::open(&dir).map_err(|e| format!("{dir}: {e}"))?;
+        let config = SaverConfig {
+            interval: Duration::from_secs_f32(self.save_interval.max(0.1)),
+            ..SaverConfig::default()
+        };
+        let (saver, loaded) =
+            Saver::start(Box::new(store), campaign, config).map_err(|e| format!("{dir}: {e}"))?;
+        godot_print!(
+            "PhysicsWorldServer {campaign}: persisting to {dir} every {} s",
+            self.save_interval
+        );
+        Ok(Some((saver, loaded)))
+    }
+
+    /// Hands what changed since the last submission to the saver (on its own thread), when a
+    /// save is due or `now`; reports the saver's outcomes as signals.
+    fn submit_save(&mut self, now: bool) {
+        let (Some(persistence), Some(runner)) = (self.persistence.as_mut(), self.runner.as_ref())
+        else {
+            return;
+        };
+        let mut signals = Vec::new();
+        for event in persistence.saver.poll_events() {
+            match event {
+                SaverEvent::Saved(stats) => {
+                    let rows = stats.objects_written
+                        + stats.objects_removed
+                        + stats.players_written
+                        + stats.players_removed;
+                    signals.push((
+                        "world_saved",
+                        vec![(stats.tick as i64).to_variant(), (rows as i64).to_variant()],
+                    ));
+                }
+                SaverEvent::Failed { code, message } => {
+                    godot_error!(
+                        "PhysicsWorldServer {}: save failed ({code}): {message}",
+                        self.campaign_id
+                    );
+                    signals.push((
+                        "save_failed",
+                        vec![
+                            GString::from(code).to_variant(),
+                            GString::from(message.as_str()).to_variant(),
+                        ],
+                    ));
+                }
+                SaverEvent::Rejected { problems } => {
+                    let message = problems.join("; ");
+                    godot_error!(
+                        "PhysicsWorldServer {}: rows left out of a save: {message}",
+                        self.campaign_id
+                    );
+                    signals.push((
+                        "save_failed",
+                        vec![
+                            GString::from("rejected_rows").to_variant(),
+                            GString::from(message.as_str()).to_variant(),
+                        ],
+                    ));
+                }
+            }
+        }
+        let world = runner.world();
+        if (now || persistence.saver.is_due()) && world.tick() != persistence.submitted_tick {
+            let change = change_since(world, persistence.submitted_tick, &player_records(world));
+            match persistence.saver.submit_change(change) {
+                Ok(_) => persistence.submitted_tick = world.tick(),
+                Err(error) => godot_error!(
+                    "PhysicsWorldServer {}: cannot hand a save over: {error}",
+                    self.campaign_id
+                ),
+            }
+        }
+        for (signal, args) in signals {
+            self.defer_emit(signal, &args);
+        }
+    }
+
+    /// Binds the scene's `NetworkedBody` nodes to their restored objects (by the `scene_node`
+    /// property); a node whose object is gone from the campaign (destroyed) is freed.
+    fn bind_restored_bodies(&mut self, world: &World) {
+        let mut by_node = HashMap::new();
+        for id in world.object_ids() {
+            if let Some(path) = world.object_state(id).and_then(|s| {
+                s.properties
+                    .get(SCENE_NODE)
+                    .and_then(|v| v.as_str().map(str::to_owned))
+            }) {
+                by_node.insert(path, id);
+            }
+        }
+        for mut body in self.scene_bodies() {
+            let path = self.base().get_path_to(&body).to_string();
+            match by_node.get(&path) {
+                Some(&id) => {
+                    body.bind_mut().bind_object(Some(id));
+                    self.bodies.insert(id, body);
+                }
+                None => body.queue_free(),
+            }
+        }
+    }
+
+    /// The `NetworkedBody` nodes that belong to this world (nearest server above them).
+    fn scene_bodies(&self) -> Vec<Gd<NetworkedBody>> {
+        if !self.base().is_inside_tree() {
+            return Vec::new();
+        }
+        let me = self.to_gd().upcast::<Node>();
+        let tree = self.base().get_tree();
+        tree.get_nodes_in_group(NetworkedBody::GROUP)
+            .iter_shared()
+            .filter_map(|node| node.try_cast::<NetworkedBody>().ok())
+            .filter(|body| {
+                me.is_ancestor_of(body) && self.owning_server(body).as_ref() == Some(&me)
+            })
+            .collect()
+    }
+
+    /// Lets the EnvironmentManager, InteractionSystem and ParticleField children set up the world
+    /// (the environment only for a fresh world: a restored one has its own).
+    fn configure_children(&mut self, world: &mut World, fresh: bool) {
         self.environment = None;
         self.interactions = None;
         for child in self.base().get_children().iter_shared() {
             if let Ok(environment) = child.clone().try_cast::<EnvironmentManager>() {
-                environment.bind().configure(world);
+                if fresh {
+                    environment.bind().configure(world);
+                }
                 self.environment = Some(environment);
             } else if let Ok(interactions) = child.clone().try_cast::<InteractionSystem>() {
                 interactions.bind().install(world);
@@ -455,19 +760,13 @@ impl PhysicsWorldServer {
     }
 
     fn add_scene_bodies(&mut self, world: &mut World) {
-        let me = self.to_gd().upcast::<Node>();
-        if !self.base().is_inside_tree() {
-            return;
-        }
-        let tree = self.base().get_tree();
-        for node in tree.get_nodes_in_group(NetworkedBody::GROUP).iter_shared() {
-            let Ok(mut body) = node.try_cast::<NetworkedBody>() else {
-                continue;
-            };
-            if !me.is_ancestor_of(&body) || self.owning_server(&body).as_ref() != Some(&me) {
-                continue;
-            }
-            let desc = body.bind().object_desc();
+        for mut body in self.scene_bodies() {
+            let path = self.base().get_path_to(&body).to_string();
+            let desc = body.bind().object_desc().map(|mut desc| {
+                // Binds the node again to its object when the campaign is restored.
+                desc.properties.insert(SCENE_NODE.into(), path.into());
+                desc
+            });
             match desc.and_then(|desc| world.add_object(desc).map_err(|e| e.to_string())) {
                 Ok(id) => {
                     body.bind_mut().bind_object(Some(id));

@@ -91,6 +91,35 @@ impl Environment {
     fn wind(&self) -> Vector {
         Vector::from_array(self.weather.wind)
     }
+
+    /// Takes a saved weather as the current one. The state does not carry an ongoing
+    /// transition's length and starting intensity: they are solved for from the saved intensity
+    /// and time left, so that the transition goes on from the saved intensity without a jump and
+    /// ends when it would have ended (exactly so when it started from a settled weather, as
+    /// transitions usually do).
+    fn restore_weather(&mut self, weather: WeatherState) {
+        self.weather = weather;
+        self.since_progress_event = 0.0;
+        let Some(target) = self.weather.transition_to else {
+            self.weather.transition_remaining = 0.0;
+            self.transition_total = 0.0;
+            self.start_intensity = self.weather.intensity;
+            return;
+        };
+        let remaining = self.weather.transition_remaining;
+        let intensity = self.weather.intensity;
+        let half = if self.weather.kind != target {
+            // First half, fading out: intensity = start * (remaining - half) / half, taking the
+            // start as a settled 1.
+            self.start_intensity = 1.0;
+            remaining / (1.0 + intensity)
+        } else {
+            // Second half, fading in: intensity = (half - remaining) / half.
+            self.start_intensity = intensity;
+            remaining / (1.0 - intensity).max(1.0e-3)
+        };
+        self.transition_total = 2.0 * half;
+    }
 }
 
 fn check(ok: bool, message: impl FnOnce() -> String) -> Result<(), SimError> {
@@ -111,6 +140,86 @@ impl World {
             terrain_id: self.env.terrain_id,
             terrain_revision: self.env.terrain_revision,
         }
+    }
+
+    /// Sets the environment to a saved state: weather (an ongoing transition goes on), wind, time
+    /// of day, day length, terrain id and revision. For a world rebuilt from a saved campaign:
+    /// restore the objects first, so that `state.terrain_id` names an existing static
+    /// heightfield (`None` leaves the world without a terrain). Emits `WeatherChanged` and
+    /// `TimeOfDayChanged`. Refuses out-of-range values with `invalid_argument`, a terrain id that
+    /// is not a static heightfield with `unknown_object` or `not_terrain`; on error nothing
+    /// changes.
+    pub fn restore_environment(&mut self, state: EnvironmentState) -> Result<(), SimError> {
+        let weather = &state.weather;
+        check(
+            weather.intensity.is_finite() && (0.0..=1.0).contains(&weather.intensity),
+            || {
+                format!(
+                    "weather intensity must be within 0..=1, got {}",
+                    weather.intensity
+                )
+            },
+        )?;
+        check(
+            weather.wind.iter().all(|c| c.is_finite())
+                && Vector::from_array(weather.wind).length() <= MAX_WIND,
+            || {
+                format!(
+                    "wind must be finite and at most {MAX_WIND} m/s, got {:?}",
+                    weather.wind
+                )
+            },
+        )?;
+        check(
+            weather.transition_remaining.is_finite()
+                && (0.0..=MAX_TRANSITION).contains(&weather.transition_remaining),
+            || {
+                format!(
+                    "transition_remaining must be within 0..={MAX_TRANSITION} s, got {}",
+                    weather.transition_remaining
+                )
+            },
+        )?;
+        // 24 h is midnight again (the store accepts it); anything else must be a clock time.
+        check(
+            state.time_of_day.is_finite() && (0.0..=24.0).contains(&state.time_of_day),
+            || {
+                format!(
+                    "time_of_day must be within 0..=24 hours, got {}",
+                    state.time_of_day
+                )
+            },
+        )?;
+        check(
+            state.day_length.is_finite() && state.day_length >= 1.0,
+            || format!("day length must be at least 1 s, got {}", state.day_length),
+        )?;
+        if let Some(terrain) = state.terrain_id {
+            let record = self
+                .objects
+                .get(&terrain)
+                .ok_or_else(|| SimError::unknown_object(terrain))?;
+            if record.kind != BodyKind::Static || !matches!(record.shape, Shape::Heightfield { .. })
+            {
+                return Err(SimError::new(
+                    "not_terrain",
+                    format!(
+                        "object {terrain} is not a static heightfield: it cannot be the terrain"
+                    ),
+                ));
+            }
+        }
+        self.env.restore_weather(state.weather);
+        self.env.time_of_day = state.time_of_day.rem_euclid(24.0);
+        self.env.day_length = state.day_length;
+        if self.env.terrain_id != state.terrain_id {
+            self.env.terrain_id = state.terrain_id;
+            self.particles.invalidate_terrain();
+        }
+        self.env.terrain_revision = state.terrain_revision;
+        self.push_weather_event();
+        self.push_time_event();
+        Ok(())
     }
 
     /// Applies an environment edit (host or admin). Every change emits an event; invalid values
@@ -424,6 +533,9 @@ impl World {
             let rise = new_ground - old_ground;
             if rise > 0.0 && p.y >= old_ground - reach && p.y < new_ground + reach {
                 p.y += rise;
+                // Moved now, not by the next step: `changed_since` must say so at once (a save
+                // taken before that step would otherwise keep the body under the new ground).
+                self.changes.touch(id, stamp);
                 if kind == BodyKind::Player {
                     let owner = record.owner;
                     self.physics.bodies[handle].set_translation(p, true);

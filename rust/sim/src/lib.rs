@@ -6,7 +6,10 @@
 //! The entry point is [`World`]: create it with a [`WorldConfig`], add objects, spawn players,
 //! queue their inputs and interactions, [`World::step`] it at a fixed rate, and read
 //! [`World::snapshot`], [`World::changed_since`], [`World::objects_within`] and
-//! [`World::drain_events`]. [`World::save`] / [`World::restore`] give bit-identical rollback.
+//! [`World::drain_events`]. [`World::save`] / [`World::restore`] give bit-identical rollback;
+//! [`World::object_desc`] and [`World::restore_object`] (with [`World::restore_environment`],
+//! [`World::set_next_object_id`], [`World::set_tick`]) save and rebuild a world object by object,
+//! for incremental persistence.
 //!
 //! ```
 //! use nexus_sim::*;
@@ -50,6 +53,7 @@ pub mod interaction;
 pub mod movement;
 mod objects;
 pub mod particles;
+mod persistence;
 pub mod save;
 pub mod state;
 mod tracking;
@@ -67,4 +71,4 @@ pub use movement::{CharacterState, MovementSettings};
 pub use particles::{EmitterDesc, ParticleSystem};
 pub use save::WorldSave;
 pub use state::*;
-pub use world::{MAX_PENDING_INTERACTIONS, World};
+pub use world::{MAX_OBJECT_ID, MAX_PENDING_INTERACTIONS, World};

@@ -30,6 +30,14 @@ pub(crate) struct ChangeLog {
     live: usize,
     /// `(tick, id)` of removals, in tick order, trimmed to `removal_horizon` ticks.
     removed: Vec<(Tick, ObjectId)>,
+    /// The subset of `removed` that were player avatars (which persistence leaves out), trimmed
+    /// alike.
+    #[serde(default)]
+    removed_avatars: Vec<(Tick, ObjectId)>,
+    /// Latest tick of a removal dropped by the trimming: `removed_since(t)` is complete only for
+    /// `t` at or above it (0: nothing dropped yet).
+    #[serde(default)]
+    forgotten_through: Tick,
 }
 
 /// How many ticks of removals are remembered for `removed_since` (one minute at 60 Hz).
@@ -66,9 +74,37 @@ impl ChangeLog {
         }
         self.removed.push((tick, id));
         let horizon = tick.saturating_sub(REMOVAL_HORIZON);
-        if self.removed.first().is_some_and(|(t, _)| *t < horizon) {
-            self.removed.retain(|(t, _)| *t >= horizon);
+        // Removals are pushed in tick order, so the expired ones form a prefix.
+        let expired = self.removed.partition_point(|(t, _)| *t < horizon);
+        if expired > 0 {
+            self.forgotten_through = self.forgotten_through.max(self.removed[expired - 1].0);
+            self.removed.drain(..expired);
         }
+        let expired = self.removed_avatars.partition_point(|(t, _)| *t < horizon);
+        self.removed_avatars.drain(..expired);
+    }
+
+    /// Forgets the avatar `id` (removed at `tick`), remembering that it was an avatar.
+    pub fn remove_avatar(&mut self, id: ObjectId, tick: Tick) {
+        self.removed_avatars.push((tick, id));
+        self.remove(id, tick);
+    }
+
+    /// Ids removed strictly after `tick` that were not avatars (within the last minute of ticks).
+    pub fn removed_objects_since(&self, tick: Tick) -> Vec<ObjectId> {
+        let start = self.removed_avatars.partition_point(|(t, _)| *t <= tick);
+        let avatars = &self.removed_avatars[start..];
+        let mut removed = self.removed_since(tick);
+        if !avatars.is_empty() {
+            removed.retain(|id| !avatars.iter().any(|(_, avatar)| avatar == id));
+        }
+        removed
+    }
+
+    /// Whether [`ChangeLog::removed_since`] of `tick` lists every removal after it (removals
+    /// older than the horizon are forgotten).
+    pub fn removals_complete_since(&self, tick: Tick) -> bool {
+        tick >= self.forgotten_through
     }
 
     /// The tick of `id`'s latest change.
@@ -289,6 +325,25 @@ mod tests {
         assert_eq!(log.changed_since(0), vec![2, 3]);
         assert_eq!(log.removed_since(4), vec![1]);
         assert!(log.removed_since(5).is_empty());
+    }
+
+    #[test]
+    fn change_log_tells_avatar_removals_apart_and_knows_what_it_forgot() {
+        let mut log = ChangeLog::default();
+        log.touch(1, 1);
+        log.touch(2, 1);
+        log.remove(1, 10);
+        log.remove_avatar(2, 10);
+        assert_eq!(log.removed_since(0), vec![1, 2]);
+        assert_eq!(log.removed_objects_since(0), vec![1]);
+        assert!(log.removals_complete_since(0));
+        // A removal past the horizon expires the first two: only later queries stay complete.
+        log.touch(3, 20);
+        log.remove(3, 10 + REMOVAL_HORIZON + 1);
+        assert_eq!(log.removed_since(0), vec![3]);
+        assert_eq!(log.removed_objects_since(0), vec![3]);
+        assert!(!log.removals_complete_since(9));
+        assert!(log.removals_complete_since(10));
     }
 
     #[test]

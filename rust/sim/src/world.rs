@@ -43,6 +43,19 @@ use crate::tracking::{ChangeLog, InterestGrid};
 /// Interaction requests one client may have waiting for the next tick.
 pub const MAX_PENDING_INTERACTIONS: usize = 32;
 
+/// Largest object id [`World::restore_object`] accepts. Ids index dense per-object tables (about
+/// 40 bytes per id up to the largest), so a larger id in a saved campaign is taken for damage
+/// rather than allocated for.
+pub const MAX_OBJECT_ID: ObjectId = 1 << 24;
+
+/// How a restored object starts out: its exact saved rotation and motion.
+pub(crate) struct StartMotion {
+    /// Used as is (already unit length): renormalising would change the last bits.
+    pub rotation: [f32; 4],
+    pub linvel: [f32; 3],
+    pub angvel: [f32; 3],
+}
+
 /// A connected client's avatar and what it holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Player {
@@ -168,7 +181,31 @@ impl World {
         environment: bool,
     ) -> Result<ObjectId, SimError> {
         let id = self.next_id;
-        let prepared = objects::prepare(&desc, id)?;
+        self.insert_object_as(id, desc, owner, environment, None)?;
+        Ok(id)
+    }
+
+    /// Inserts an object under `id`, which the caller has checked is free and valid, starting
+    /// at rest or as `start` says. Moves the id counter past `id`.
+    pub(crate) fn insert_object_as(
+        &mut self,
+        id: ObjectId,
+        desc: ObjectDesc,
+        owner: Option<ClientId>,
+        environment: bool,
+        start: Option<StartMotion>,
+    ) -> Result<(), SimError> {
+        let mut prepared = objects::prepare(&desc, id)?;
+        if let Some(start) = start {
+            prepared.body = prepared
+                .body
+                .pose(rapier3d::prelude::Pose::from_parts(
+                    Vector::from_array(desc.position),
+                    rapier3d::prelude::Rotation::from_array(start.rotation),
+                ))
+                .linvel(Vector::from_array(start.linvel))
+                .angvel(Vector::from_array(start.angvel));
+        }
         let body = self.physics.bodies.insert(prepared.body);
         let collider = self.physics.colliders.insert_with_parent(
             prepared.collider,
@@ -180,7 +217,7 @@ impl World {
         } else {
             0.0
         };
-        self.next_id += 1;
+        self.next_id = self.next_id.max(id + 1);
         let record = ObjectRecord {
             id,
             kind: desc.kind,
@@ -215,7 +252,7 @@ impl World {
             object,
             environment,
         });
-        Ok(id)
+        Ok(())
     }
 
     /// Removes an object (an avatar is removed with [`World::remove_player`]). Emits
@@ -263,7 +300,11 @@ impl World {
         }
         self.env.on_object_removed(id);
         self.grid.remove(id);
-        self.changes.remove(id, self.stamp());
+        if record.kind == BodyKind::Player {
+            self.changes.remove_avatar(id, self.stamp());
+        } else {
+            self.changes.remove(id, self.stamp());
+        }
         self.events.push(WorldEvent::ObjectRemoved {
             id,
             reason: reason.to_string(),

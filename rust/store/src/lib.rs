@@ -12,6 +12,9 @@
 //!   changes without ever blocking, the saver writes only what changed ([`CampaignChange`]),
 //!   once per interval, in one transaction, and makes a final save on shutdown.
 //! - [`backup`] exports and imports a campaign as a JSON file (the `nexus-campaign` command).
+//! - [`world_bridge`] builds records and incremental changes from a live `nexus_sim::World`
+//!   (from its change tracking: the cost follows what changed) and rebuilds a world from a
+//!   record, object by object under the saved ids.
 //! - [`world_save`] carries the simulation's exact `WorldSave` inside a record.
 //!
 //! Crash safety: a save is one SQLite transaction, durable when it returns; `kill -9` at any
@@ -25,6 +28,7 @@ mod record;
 mod saver;
 mod sqlite;
 mod store;
+pub mod world_bridge;
 pub mod world_save;
 
 pub use error::StoreError;

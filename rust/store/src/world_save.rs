@@ -3,8 +3,9 @@
 //! Two ways for a host to persist a `World`:
 //!
 //! - **Structured** (incremental): fill [`CampaignRecord::objects`] from the world's objects and
-//!   save snapshots or changes; only changed rows are written. Restoring needs the world to
-//!   rebuild objects under their saved ids.
+//!   save snapshots or changes; only changed rows are written. The
+//!   [`world_bridge`](crate::world_bridge) module does both ways: records and changes from a
+//!   world, a world rebuilt under the saved ids from a record.
 //! - **Exact** (this module): put `World::save()` under [`WORLD_SAVE_KEY`] of
 //!   [`CampaignRecord::world`], and `World::restore` it on load: bit-identical continuation,
 //!   but the whole save is rewritten whenever anything changed. Fine for small campaigns, and it
