@@ -929,6 +929,14 @@ mod f32_base64 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        Ok(decode_words(d)?
+            .into_iter()
+            .map(f32::from_le_bytes)
+            .collect())
+    }
+
+    /// The 4-byte little-endian words of a base64 string.
+    pub(super) fn decode_words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 4]>, D::Error> {
         let text = String::deserialize(d)?;
         let bytes = BASE64.decode(text).map_err(serde::de::Error::custom)?;
         if bytes.len() % 4 != 0 {
@@ -938,7 +946,7 @@ mod f32_base64 {
         }
         Ok(bytes
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .map(|c| [c[0], c[1], c[2], c[3]])
             .collect())
     }
 }
@@ -952,16 +960,9 @@ mod u32_base64 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
-        let text = String::deserialize(d)?;
-        let bytes = BASE64.decode(text).map_err(serde::de::Error::custom)?;
-        if bytes.len() % 4 != 0 {
-            return Err(serde::de::Error::custom(
-                "array byte length is not a multiple of 4",
-            ));
-        }
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        Ok(super::f32_base64::decode_words(d)?
+            .into_iter()
+            .map(u32::from_le_bytes)
             .collect())
     }
 }
