@@ -43,8 +43,8 @@ func test_a_saved_world_is_loaded_again() -> void:
 	var id := server.spawn_object({"kind": "static", "shape": {"type": "sphere", "radius": 0.5}, "position": [5, 1, 5], "properties": {"name": "keepsake"}})
 	server.step_ticks(10)
 	check(server.save_now(), "save_now succeeds")
-	await frames(2)
-	check(saved.size() >= 1, "world_saved fired")
+	# The saver reports from its own thread; the signal follows within a tick or two.
+	check(await wait_until(func() -> bool: return saved.size() >= 1, 5.0), "world_saved fired")
 	var status := server.get_persistence_status()
 	check(status["saves"] >= 1, "saves counted: %s" % status)
 	check(status["last_saved_tick"] >= 10, "the save is at tick 10 or later: %s" % status)
@@ -56,8 +56,7 @@ func test_a_saved_world_is_loaded_again() -> void:
 	var again := _world(data_dir)
 	var loaded := []
 	again.world_loaded.connect(func(tick: int, objects: int) -> void: loaded.append([tick, objects]))
-	await frames(2)
-	check_eq(loaded.size(), 1, "world_loaded fired")
+	check(await wait_until(func() -> bool: return loaded.size() == 1, 5.0), "world_loaded fired")
 	check(again.get_tick() >= 10, "the world resumes from its saved tick")
 	var keepsake := again.get_object_state(id)
 	check(not keepsake.is_empty(), "the spawned object is back under its id")
