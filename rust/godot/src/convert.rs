@@ -161,6 +161,15 @@ pub fn dictionary_to_json(dict: &VarDictionary) -> Result<Map<String, Value>, St
     Ok(map)
 }
 
+/// Emits `signal` on `object` at the end of the frame. Every node emits its simulation signals
+/// this way: they arise inside the tick, while the node is bound, and a handler calling back into
+/// it must find it free.
+pub fn emit_deferred(object: &mut godot::classes::Object, signal: &str, args: &[Variant]) {
+    let mut call_args = vec![StringName::from(signal).to_variant()];
+    call_args.extend_from_slice(args);
+    object.call_deferred("emit_signal", &call_args);
+}
+
 /// A Godot `Dictionary` deserialised into a core type (e.g. an `ObjectDesc`), with a readable error.
 pub fn from_dictionary<T: serde::de::DeserializeOwned>(dict: &VarDictionary) -> Result<T, String> {
     let json = Value::Object(dictionary_to_json(dict)?);

@@ -293,8 +293,6 @@ impl EnvironmentManager {
 
     /// Emits one of this node's signals after the tick.
     pub fn defer_emit(&mut self, signal: &str, args: &[Variant]) {
-        let mut call_args = vec![StringName::from(signal).to_variant()];
-        call_args.extend_from_slice(args);
-        self.base_mut().call_deferred("emit_signal", &call_args);
+        crate::convert::emit_deferred(&mut self.base_mut(), signal, args);
     }
 }

@@ -122,13 +122,7 @@ impl InteractionSystem {
 
     /// Emits `interaction_completed` after the tick.
     pub fn defer_completed(&mut self, result: Variant) {
-        self.base_mut().call_deferred(
-            "emit_signal",
-            &[
-                StringName::from("interaction_completed").to_variant(),
-                result,
-            ],
-        );
+        crate::convert::emit_deferred(&mut self.base_mut(), "interaction_completed", &[result]);
     }
 }
 

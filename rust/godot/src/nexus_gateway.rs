@@ -254,12 +254,11 @@ impl NexusGateway {
 
     /// Re-emits a client event for scripts (deferred, so handlers may call into the world).
     pub fn notify_event(&mut self, campaign_id: &GString, event: VarDictionary) {
-        let args = [
-            StringName::from("event_received").to_variant(),
-            campaign_id.to_variant(),
-            event.to_variant(),
-        ];
-        self.base_mut().call_deferred("emit_signal", &args);
+        crate::convert::emit_deferred(
+            &mut self.base_mut(),
+            "event_received",
+            &[campaign_id.to_variant(), event.to_variant()],
+        );
     }
 
     fn config(&self) -> Result<GatewayConfig, String> {

@@ -918,9 +918,7 @@ impl PhysicsWorldServer {
     }
 
     fn defer_emit(&mut self, signal: &str, args: &[Variant]) {
-        let mut call_args = vec![StringName::from(signal).to_variant()];
-        call_args.extend_from_slice(args);
-        self.base_mut().call_deferred("emit_signal", &call_args);
+        crate::convert::emit_deferred(&mut self.base_mut(), signal, args);
     }
 
     fn record_tick(&mut self, usec: u64) {
