@@ -4,7 +4,9 @@
 ## runs before any node's physics and before the physics server steps) to that frame's `_process`,
 ## divided by the physics ticks the frame ran (a slow side runs several per frame to catch up). It
 ## covers the scripts, the nodes' physics processing and Godot's own physics step, in real time,
-## the same way for both sides.
+## the same way for both sides. The same span is also measured in the main thread's CPU time
+## (`NexusInfo.thread_cpu_usec`), which leaves out the time the thread waited for a core: side (b)
+## shares this machine's two cores with its 100 bot clients, side (a) has no clients at all.
 extends RefCounted
 
 const BOXES := 1000
@@ -12,8 +14,10 @@ const WARMUP_TICKS := 120
 const MEASURED_TICKS := 600
 
 var tick_started_usec := 0
+var tick_started_cpu_usec := 0
 var physics_ticks_this_frame := 0
 var samples: PackedInt64Array = []
+var cpu_samples: PackedInt64Array = []
 var ticks := 0
 
 
@@ -35,13 +39,16 @@ func on_physics() -> void:
 	physics_ticks_this_frame += 1
 	if physics_ticks_this_frame == 1:
 		tick_started_usec = Time.get_ticks_usec()
+		tick_started_cpu_usec = NexusInfo.thread_cpu_usec()
 
 
 func on_process() -> void:
 	if physics_ticks_this_frame > 0 and ticks > WARMUP_TICKS:
 		var per_tick := (Time.get_ticks_usec() - tick_started_usec) / physics_ticks_this_frame
+		var cpu_per_tick := (NexusInfo.thread_cpu_usec() - tick_started_cpu_usec) / physics_ticks_this_frame
 		for i in physics_ticks_this_frame:
 			samples.append(per_tick)
+			cpu_samples.append(cpu_per_tick)
 	physics_ticks_this_frame = 0
 
 
@@ -50,15 +57,30 @@ func done() -> bool:
 
 
 func summary() -> Dictionary:
-	var sorted := samples.duplicate()
+	var wall := _distribution(samples)
+	var cpu := _distribution(cpu_samples)
+	return {
+		"tick_ms_mean": wall[0],
+		"tick_ms_p50": wall[1],
+		"tick_ms_p99": wall[2],
+		"cpu_ms_mean": cpu[0],
+		"cpu_ms_p50": cpu[1],
+		"cpu_ms_p99": cpu[2],
+		"samples": samples.size(),
+	}
+
+
+## Mean, p50 and p99 of microsecond samples, in milliseconds.
+static func _distribution(values: PackedInt64Array) -> Array[float]:
+	if values.is_empty():
+		return [0.0, 0.0, 0.0]
+	var sorted := values.duplicate()
 	sorted.sort()
 	var total := 0
-	for s in sorted:
-		total += s
-	var n := maxi(sorted.size(), 1)
-	return {
-		"tick_ms_mean": total / float(n) / 1000.0,
-		"tick_ms_p50": sorted[sorted.size() / 2] / 1000.0 if sorted.size() > 0 else 0.0,
-		"tick_ms_p99": sorted[mini(sorted.size() - 1, int(sorted.size() * 0.99))] / 1000.0 if sorted.size() > 0 else 0.0,
-		"samples": sorted.size(),
-	}
+	for v in sorted:
+		total += v
+	return [
+		total / float(sorted.size()) / 1000.0,
+		sorted[sorted.size() / 2] / 1000.0,
+		sorted[mini(sorted.size() - 1, int(sorted.size() * 0.99))] / 1000.0,
+	]

@@ -13,6 +13,9 @@ var boxes: PackedInt64Array = []
 var wanted_clients := 100
 var measuring := false
 var bytes_at_start := 0
+var state_bytes_at_start := 0
+var encode_seconds_at_start := 0.0
+var states_encoded_at_start := 0
 var clients_at_start := 0
 var usec_at_start := 0
 var started_waiting_msec := Time.get_ticks_msec()
@@ -40,6 +43,8 @@ func _initialize() -> void:
 	server.campaign_id = "bench"
 	server.snapshot_rate = snapshot_rate
 	server.gateway = gateway
+	# Side (a) has no avatars: spawn ours beside the box field, not inside it (bots still walk).
+	server.spawn_point = Vector3(0, 1, 40)
 	var floor_body := NetworkedBody.new()
 	floor_body.body_type = 2
 	floor_body.size = Vector3(200, 1, 200)
@@ -86,10 +91,14 @@ func _process(_delta: float) -> bool:
 		result["side"] = "rust_nodes"
 		result["clients"] = clients
 		result["bytes_per_client_per_s"] = (_bytes_out() - bytes_at_start) / float(maxi(clients, 1)) / seconds
+		result["state_bytes_per_client_per_s"] = (_bytes_out("state_bytes_out") - state_bytes_at_start) / float(maxi(clients, 1)) / seconds
 		var state := server.get_world_state(false)
 		result["awake_bodies_at_end"] = state["physics"]["awake_count"]
 		var metrics: Dictionary = gateway.get_metrics()
 		result["state_updates_dropped"] = metrics["state_updates_dropped"]
+		# Per-client state encoding runs on the gateway's threads, beside the main thread.
+		result["gateway_encode_ms_per_s"] = (metrics["state_encode_seconds"] - encode_seconds_at_start) * 1000.0 / seconds
+		result["states_encoded_per_s"] = (metrics["states_encoded"] - states_encoded_at_start) / seconds
 		print("BENCH_RESULT ", JSON.stringify(result))
 		return true
 	return false
@@ -99,11 +108,16 @@ func _start_measuring() -> void:
 	measuring = true
 	clients_at_start = server.get_clients().size()
 	bytes_at_start = _bytes_out()
+	state_bytes_at_start = _bytes_out("state_bytes_out")
+	var metrics: Dictionary = gateway.get_metrics()
+	encode_seconds_at_start = metrics["state_encode_seconds"]
+	states_encoded_at_start = metrics["states_encoded"]
 	usec_at_start = Time.get_ticks_usec()
 
 
-func _bytes_out() -> int:
+## Bytes sent to the campaign's clients: all of them, or one counter ("state_bytes_out").
+func _bytes_out(counter := "bytes_out") -> int:
 	for campaign in gateway.get_metrics()["campaigns"]:
 		if campaign["campaign_id"] == "bench":
-			return campaign["bytes_out"]
+			return campaign[counter]
 	return 0

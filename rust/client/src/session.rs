@@ -975,6 +975,20 @@ impl ClientSession {
         }
     }
 
+    /// Sends the acknowledgement of the newest state now instead of with the next update's
+    /// inputs. A client that updates at a low rate (a bot) calls it after receiving, so the
+    /// server's delta baseline stays as fresh as a 60 fps client's would be.
+    pub fn acknowledge_now(&mut self) {
+        if !self.ack_due {
+            return;
+        }
+        self.ack_due = false;
+        if let Some(tick) = self.last_state_tick {
+            let frame = self.outgoing.ack(tick);
+            self.push_out(frame);
+        }
+    }
+
     fn flush_inputs(&mut self) {
         self.ticks_since_send = 0;
         if self.unsent.is_empty() && !self.ack_due {

@@ -44,6 +44,9 @@ pub struct ConnectOptions {
     pub seed: u64,
     /// Session updates per second while running (default 60).
     pub frame_rate: f64,
+    /// Acknowledge each received state at once rather than with the next update (default
+    /// false). Bots running at a low frame rate use it to keep acks as prompt as a real client's.
+    pub immediate_acks: bool,
 }
 
 impl ConnectOptions {
@@ -56,6 +59,7 @@ impl ConnectOptions {
             receive_link: LinkConditions::PERFECT,
             seed: 1,
             frame_rate: 60.0,
+            immediate_acks: false,
         }
     }
 }
@@ -68,6 +72,7 @@ pub struct Client {
     send_line: DelayLine<Frame>,
     receive_line: DelayLine<Frame>,
     frame_interval: Duration,
+    immediate_acks: bool,
     closed: bool,
 }
 
@@ -128,6 +133,7 @@ pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Client, 
         send_line: DelayLine::new(options.send_link, options.seed),
         receive_line: DelayLine::new(options.receive_link, options.seed ^ 0x5EED),
         frame_interval: Duration::from_secs_f64(1.0 / options.frame_rate),
+        immediate_acks: options.immediate_acks,
         closed: false,
     };
     let now = client.now();
@@ -205,6 +211,9 @@ impl Client {
             while let Some(frame) = self.receive_line.pop_due(now) {
                 // Undecodable frames are counted by the session; the stream goes on.
                 let _ = self.session.receive(now, &frame);
+            }
+            if self.immediate_acks {
+                self.session.acknowledge_now();
             }
             if Instant::now() >= next_frame {
                 let wanted = controls(&self.session, now);

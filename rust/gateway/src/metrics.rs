@@ -51,6 +51,7 @@ pub(crate) struct CampaignMetrics {
     pub clients: AtomicU64,
     pub messages_out: AtomicU64,
     pub bytes_out: AtomicU64,
+    pub state_bytes_out: AtomicU64,
     pub state_dropped: AtomicU64,
     pub inputs_rejected: AtomicU64,
     pub ticks: AtomicU64,
@@ -74,6 +75,7 @@ impl CampaignMetrics {
             clients: self.clients.load(Relaxed),
             messages_out: self.messages_out.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
+            state_bytes_out: self.state_bytes_out.load(Relaxed),
             state_updates_dropped: self.state_dropped.load(Relaxed),
             inputs_rejected: self.inputs_rejected.load(Relaxed),
             ticks: self.ticks.load(Relaxed),
@@ -151,6 +153,8 @@ pub struct CampaignMetricsSnapshot {
     pub messages_out: u64,
     /// Bytes sent to this campaign's clients.
     pub bytes_out: u64,
+    /// Of those, bytes of the state stream (the rest: welcomes, events, acks, errors).
+    pub state_bytes_out: u64,
     /// State updates dropped (latest-wins) for this campaign's clients.
     pub state_updates_dropped: u64,
     /// Inputs of this campaign's clients refused.
@@ -333,7 +337,7 @@ impl MetricsSnapshot {
         }
 
         type Field = fn(&CampaignMetricsSnapshot) -> String;
-        let per_campaign: [(&str, &str, &str, Field); 9] = [
+        let per_campaign: [(&str, &str, &str, Field); 10] = [
             (
                 "nexus_gateway_campaign_clients",
                 "gauge",
@@ -351,6 +355,12 @@ impl MetricsSnapshot {
                 "counter",
                 "Bytes sent, per campaign.",
                 |c| c.bytes_out.to_string(),
+            ),
+            (
+                "nexus_gateway_campaign_state_bytes_out_total",
+                "counter",
+                "Bytes of the state stream sent, per campaign.",
+                |c| c.state_bytes_out.to_string(),
             ),
             (
                 "nexus_gateway_campaign_state_updates_dropped_total",

@@ -581,12 +581,12 @@ impl Writer {
             }
             if let Some(message) = self.outbox.pop_reliable() {
                 let message = self.prepare_reliable(message);
-                self.send_counted(message).await;
+                self.send_counted(message, false).await;
                 continue;
             }
             if let Some(item) = self.outbox.take_state() {
                 if let Some(message) = self.encode_state(&item) {
-                    self.send_counted(message).await;
+                    self.send_counted(message, true).await;
                 }
                 continue;
             }
@@ -654,7 +654,7 @@ impl Writer {
         message
     }
 
-    async fn send_counted(&mut self, message: Message) {
+    async fn send_counted(&mut self, message: Message, is_state: bool) {
         let size = message.len() as u64;
         match self.send(message).await {
             Ok(()) => {
@@ -664,6 +664,9 @@ impl Writer {
                 if let Some(campaign) = &self.campaign_metrics {
                     Metrics::inc(&campaign.messages_out);
                     Metrics::add(&campaign.bytes_out, size);
+                    if is_state {
+                        Metrics::add(&campaign.state_bytes_out, size);
+                    }
                 }
             }
             Err(SendFailed) => {

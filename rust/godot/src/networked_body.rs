@@ -86,6 +86,10 @@ impl INode3D for NetworkedBody {
             self.refresh_preview();
             self.base_mut().set_process(true);
         } else {
+            // Godot turns processing on for every class that overrides `process`; outside the
+            // editor there is nothing to refresh, and a thousand bodies would each cost a call
+            // per frame.
+            self.base_mut().set_process(false);
             self.base_mut().add_to_group(Self::GROUP);
         }
     }

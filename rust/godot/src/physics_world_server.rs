@@ -959,13 +959,14 @@ impl PhysicsWorldServer {
             return;
         }
         for id in world.changed_since(self.synced_tick) {
-            let (Some(body), Some(state)) = (self.bodies.get_mut(&id), world.object_state(id))
+            let (Some(body), Some((position, rotation))) =
+                (self.bodies.get_mut(&id), world.object_pose(id))
             else {
                 continue;
             };
             if body.is_instance_valid() {
-                let basis = Basis::from_quaternion(array_to_quat(state.rotation).normalized());
-                body.set_global_transform(Transform3D::new(basis, array_to_vec3(state.position)));
+                let basis = Basis::from_quaternion(array_to_quat(rotation).normalized());
+                body.set_global_transform(Transform3D::new(basis, array_to_vec3(position)));
             }
         }
         self.synced_tick = world.tick();

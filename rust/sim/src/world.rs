@@ -445,6 +445,14 @@ impl World {
         })
     }
 
+    /// Position and rotation (quaternion x, y, z, w) of one object: what a scene node needs each
+    /// frame, without cloning the object's properties as [`World::object_state`] does.
+    pub fn object_pose(&self, id: ObjectId) -> Option<([f32; 3], [f32; 4])> {
+        let record = self.objects.get(&id)?;
+        let body = self.physics.bodies.get(record.body)?;
+        Some((body.translation().to_array(), body.rotation().to_array()))
+    }
+
     /// The owner of an object (its builder, or the client of an avatar).
     pub fn owner_of(&self, id: ObjectId) -> Option<ClientId> {
         self.objects.get(&id).and_then(|r| r.owner)

@@ -323,6 +323,8 @@ async fn run_bot(
     options.receive_link = args.down_link();
     options.seed = args.seed.wrapping_mul(1_000_003).wrapping_add(index as u64);
     options.frame_rate = args.frame_rate;
+    // A real client acks within one 60 fps frame; bots update less often to save the CPU.
+    options.immediate_acks = true;
     let connected = transport::connect_with(&args.url, options).await;
     drop(permit);
     let mut client = match connected {
