@@ -1,5 +1,5 @@
 //! The Nexus Physics GDExtension: Godot nodes that convert Godot types and delegate to the Rust
-//! core (`nexus-sim`, `nexus-gateway`). One file per class.
+//! core (`nexus-sim`, `nexus-gateway`, `nexus-client`). One file per class.
 
 use godot::prelude::*;
 
@@ -7,6 +7,7 @@ mod convert;
 mod environment_manager;
 mod interaction_system;
 mod networked_body;
+mod nexus_client;
 mod nexus_gateway;
 mod nexus_info;
 mod particle_field;
