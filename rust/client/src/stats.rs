@@ -180,6 +180,10 @@ pub struct StatsSummary {
     pub inputs_rejected: u64,
     /// Error events received.
     pub errors_received: u64,
+    /// Frames that could not be decoded (a binary state whose baseline is missing among them).
+    pub malformed_frames: u64,
+    /// Binary state messages rejected (each makes the client ask for a full state).
+    pub states_rejected: u64,
 }
 
 impl StatsSummary {
@@ -203,6 +207,8 @@ impl StatsSummary {
             summary.correction_max_mm = summary.correction_max_mm.max(stats.correction_max * 1e3);
             summary.inputs_rejected += stats.inputs_rejected;
             summary.errors_received += stats.errors_received;
+            summary.malformed_frames += stats.malformed_frames;
+            summary.states_rejected += stats.states_rejected;
         }
         if client_seconds > 0.0 {
             summary.rx_bytes_per_sec_per_client = rx as f64 / client_seconds;

@@ -237,10 +237,16 @@ pub fn decode_server_frame(
                 .objects
                 .iter()
                 .filter(|o| decoded.updated.binary_search(&o.id).is_ok())
-                .map(|o| ObjectUpdate {
+                .map(|o| {
+                    // Kind and properties only when the record carried them: copying every
+                    // object's properties on every message costs more than decoding it.
+                    let meta = decoded.meta_updated.binary_search(&o.id).is_ok();
+                    (o, meta)
+                })
+                .map(|(o, meta)| ObjectUpdate {
                     id: o.id,
-                    kind: Some(o.kind),
-                    properties: Some((*o.properties).clone()),
+                    kind: meta.then_some(o.kind),
+                    properties: meta.then(|| (*o.properties).clone()),
                     position: o.position,
                     rotation: o.rotation,
                     velocity: o.velocity,

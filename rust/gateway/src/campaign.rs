@@ -164,7 +164,13 @@ pub(crate) fn spawn_router(
     std::thread::Builder::new()
         .name(format!("nexus-gw-{}", short(&campaign.id)))
         .spawn(move || {
-            let router = Router { shared, campaign };
+            let timeline = Arc::new(wire::timeline(&campaign.id, &shared.config.interest));
+            let router = Router {
+                shared,
+                campaign,
+                timeline,
+                welcome_state: std::cell::RefCell::new(None),
+            };
             loop {
                 crossbeam_channel::select! {
                     recv(commands) -> command => match command {
@@ -190,6 +196,10 @@ fn short(id: &str) -> &str {
 struct Router {
     shared: Arc<Shared>,
     campaign: Arc<Campaign>,
+    /// The published states every client's shared encoder reads.
+    timeline: Arc<nexus_protocol::SharedTimeline>,
+    /// The newest welcome state and its JSON.
+    welcome_state: std::cell::RefCell<Option<(Arc<nexus_sim::state::WorldState>, Arc<str>)>>,
 }
 
 impl Router {
@@ -233,7 +243,7 @@ impl Router {
         &self,
         client_id: ClientId,
         avatar_id: nexus_sim::state::ObjectId,
-        world_state: &nexus_sim::state::WorldState,
+        world_state: &Arc<nexus_sim::state::WorldState>,
     ) {
         let mut members = self.campaign.members();
         // The client may have left while the host was spawning it: nothing to do.
@@ -247,11 +257,13 @@ impl Router {
             0 => world_state.physics.tick_rate,
             rate => rate,
         };
+        let world_state_json = self.world_state_json(world_state);
         let text = wire::welcome_text(
             &self.campaign.id,
             client_id,
             avatar_id,
             world_state,
+            &world_state_json,
             state_rate,
             &member.info,
             &self.shared.config,
@@ -267,13 +279,28 @@ impl Router {
         member.outbox.set_phase(JoinPhase::Welcomed);
     }
 
+    /// The JSON of a welcome's world state, serialised once for every client welcomed with it.
+    fn world_state_json(&self, world_state: &Arc<nexus_sim::state::WorldState>) -> Arc<str> {
+        let mut cache = self.welcome_state.borrow_mut();
+        if let Some((state, json)) = cache.as_ref()
+            && Arc::ptr_eq(state, world_state)
+        {
+            return json.clone();
+        }
+        let json: Arc<str> = serde_json::to_string(world_state.as_ref())
+            .unwrap_or_else(|_| "null".to_owned())
+            .into();
+        *cache = Some((world_state.clone(), json.clone()));
+        json
+    }
+
     fn state(&self, snapshot: nexus_sim::state::WorldState, acks: Vec<(ClientId, u32)>) {
         Metrics::inc(&self.campaign.metrics.snapshots_published);
         self.campaign
             .latest_tick
             .store(snapshot.tick, Ordering::Relaxed);
         // Prepared once (e.g. the spatial grid), shared by every client's encoder.
-        let shared_state = Arc::new(SharedState::new(snapshot, &self.shared.config.interest));
+        let shared_state = Arc::new(SharedState::publish(snapshot, &self.timeline));
         let acks: HashMap<ClientId, u32> = acks.into_iter().collect();
         let members = self.campaign.members();
         let mut dropped = 0;

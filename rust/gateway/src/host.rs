@@ -287,9 +287,9 @@ impl CampaignHost {
         }
         if !joined.is_empty() {
             // One full state (with shapes) for everyone who joined this tick.
-            let state = self.world.snapshot(true);
+            let state = std::sync::Arc::new(self.world.snapshot(true));
             for (client_id, avatar) in joined {
-                self.link.welcome(client_id, avatar, state.clone());
+                self.link.welcome_shared(client_id, avatar, state.clone());
             }
         }
         count

@@ -130,7 +130,7 @@ pub(crate) enum HostCommand {
     Welcome {
         client_id: ClientId,
         avatar_id: ObjectId,
-        world_state: Box<WorldState>,
+        world_state: Arc<WorldState>,
     },
     State {
         snapshot: Box<WorldState>,
@@ -209,10 +209,22 @@ impl CampaignLink {
     /// Answers a [`HostEvent::ClientJoined`]: the client is in, drives `avatar_id`, and receives
     /// `world_state` (a full state, with shapes) in its `session:welcome`.
     pub fn welcome(&self, client_id: ClientId, avatar_id: ObjectId, world_state: WorldState) {
+        self.welcome_shared(client_id, avatar_id, Arc::new(world_state));
+    }
+
+    /// [`CampaignLink::welcome`] with a state shared by several joins: clients welcomed with the
+    /// same `Arc` share one serialisation of it too (a join storm costs one state, not one per
+    /// client).
+    pub fn welcome_shared(
+        &self,
+        client_id: ClientId,
+        avatar_id: ObjectId,
+        world_state: Arc<WorldState>,
+    ) {
         self.send(HostCommand::Welcome {
             client_id,
             avatar_id,
-            world_state: Box::new(world_state),
+            world_state,
         });
     }
 

@@ -13,7 +13,7 @@
 //!   non-async thread, and nobody holds it across an `.await`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nexus_sim::state::{ObjectId, Tick};
@@ -112,6 +112,9 @@ struct Inner {
 }
 
 /// See the module documentation.
+/// Acks kept between two messages of a client (more than a client sends in that time).
+const MAX_RECENT_ACKS: usize = 64;
+
 pub(crate) struct Outbox {
     inner: Mutex<Inner>,
     wake: Notify,
@@ -121,8 +124,9 @@ pub(crate) struct Outbox {
     abort: CancellationToken,
     reliable_capacity: usize,
     phase: AtomicU8,
-    /// Latest state tick the client acknowledged, `u64::MAX` for none.
-    acked_tick: AtomicU64,
+    /// Every ack since the writer last looked, oldest first (bounded): the shared stream picks
+    /// its baselines among them.
+    recent_acks: Mutex<VecDeque<Tick>>,
     /// The client lost its baselines and asked for a full state.
     resync: AtomicBool,
     /// Interest radius of the client (f32 bits), set at join.
@@ -138,7 +142,7 @@ impl Outbox {
             abort: CancellationToken::new(),
             reliable_capacity: reliable_capacity.max(1),
             phase: AtomicU8::new(JoinPhase::None as u8),
-            acked_tick: AtomicU64::new(u64::MAX),
+            recent_acks: Mutex::default(),
             resync: AtomicBool::new(false),
             interest_radius: AtomicU32::new(0f32.to_bits()),
         }
@@ -264,18 +268,20 @@ impl Outbox {
         self.phase.store(phase as u8, Ordering::Release);
     }
 
+    /// Records an ack (in arrival order; the encoders ignore stale ones).
     pub fn acknowledge_tick(&self, tick: Tick) {
-        // Acks may arrive out of order; keep the newest (u64::MAX means none yet).
-        let _ = self
-            .acked_tick
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-                (old == u64::MAX || tick > old).then_some(tick)
-            });
+        let mut recent = self
+            .recent_acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if recent.len() >= MAX_RECENT_ACKS {
+            recent.pop_front();
+        }
+        recent.push_back(tick);
     }
 
     /// Forgets the acknowledged baseline and asks the writer for a full state.
     pub fn request_resync(&self) {
-        self.acked_tick.store(u64::MAX, Ordering::Release);
         self.resync.store(true, Ordering::Release);
     }
 
@@ -292,11 +298,13 @@ impl Outbox {
         f32::from_bits(self.interest_radius.load(Ordering::Acquire))
     }
 
-    pub fn acked_tick(&self) -> Option<Tick> {
-        match self.acked_tick.load(Ordering::Acquire) {
-            u64::MAX => None,
-            tick => Some(tick),
-        }
+    /// The acks received since the last call, oldest first.
+    pub fn take_recent_acks(&self) -> Vec<Tick> {
+        let mut recent = self
+            .recent_acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        recent.drain(..).collect()
     }
 }
 
@@ -371,11 +379,22 @@ mod tests {
     }
 
     #[test]
-    fn acks_only_move_forward() {
+    fn acks_are_handed_over_in_order_once_and_bounded() {
         let outbox = Outbox::new(1);
-        assert_eq!(outbox.acked_tick(), None);
+        assert!(outbox.take_recent_acks().is_empty());
         outbox.acknowledge_tick(5);
         outbox.acknowledge_tick(3);
-        assert_eq!(outbox.acked_tick(), Some(5));
+        assert_eq!(outbox.take_recent_acks(), vec![5, 3]);
+        assert!(outbox.take_recent_acks().is_empty());
+        for tick in 0..(MAX_RECENT_ACKS as u64 + 10) {
+            outbox.acknowledge_tick(tick);
+        }
+        let kept = outbox.take_recent_acks();
+        assert_eq!(kept.len(), MAX_RECENT_ACKS);
+        assert_eq!(
+            kept.last(),
+            Some(&(MAX_RECENT_ACKS as u64 + 9)),
+            "the newest are kept"
+        );
     }
 }

@@ -637,21 +637,26 @@ impl Writer {
         let encoder = self.encoder.as_mut()?;
         if self.outbox.take_resync() {
             encoder.resync();
+            // Acks of messages from before the resync no longer count.
+            self.outbox.take_recent_acks();
         }
         let started = std::time::Instant::now();
-        let message = encoder.encode(
+        let (message, encoded_here) = encoder.encode(
             &item.snapshot,
-            self.outbox.acked_tick(),
+            &self.outbox.take_recent_acks(),
             self.avatar,
             item.input_ack,
-        );
+        )?;
         let metrics = &self.shared.metrics;
         Metrics::inc(&metrics.states_encoded);
-        Metrics::add(
-            &metrics.encode_nanos,
-            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-        );
-        message
+        if encoded_here {
+            // Time of the encodings themselves; shared ones cost the others a copy.
+            Metrics::add(
+                &metrics.encode_nanos,
+                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            );
+        }
+        Some(message)
     }
 
     async fn send_counted(&mut self, message: Message, is_state: bool) {

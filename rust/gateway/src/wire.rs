@@ -2,7 +2,12 @@
 //! events, and the per-client state encoder.
 
 use nexus_protocol::server::{self as events, Welcome};
-use nexus_protocol::{EncodedState, StateEncoder, StatePayload};
+use std::sync::Arc;
+
+use nexus_protocol::{
+    EncodedState, SharedSnapshot, SharedStateEncoder, SharedStreamSettings, SharedTimeline,
+    StateEncoder, StatePayload,
+};
 use nexus_sim::event::WorldEvent;
 use nexus_sim::state::{ClientId, ObjectId, Tick, WorldState};
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
@@ -31,8 +36,13 @@ pub mod codes {
 /// Interest management and level of detail of the state stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InterestSettings {
+    /// Encode each message once per group of clients in the same situation (same view cell,
+    /// baseline and radius; see [`nexus_protocol::SharedTimeline`]) instead of once per client.
+    /// `None` uses per-client encoders instead: level of detail by distance (`stream.lod`), at a
+    /// cost proportional to clients × objects. Default: shared.
+    pub shared: Option<SharedStreamSettings>,
     /// Interest and LOD settings of each client's stream; its `interest_radius` is the default
-    /// radius of clients that ask for none.
+    /// radius of clients that ask for none. Only the radius applies to shared streams.
     pub stream: StreamSettings,
     /// Snapshot preparation (spatial grid cell size).
     pub snapshot: SnapshotConfig,
@@ -45,6 +55,7 @@ pub struct InterestSettings {
 impl Default for InterestSettings {
     fn default() -> Self {
         InterestSettings {
+            shared: Some(SharedStreamSettings::default()),
             stream: StreamSettings::default(),
             snapshot: SnapshotConfig::default(),
             min_radius: 1.0,
@@ -57,6 +68,10 @@ impl InterestSettings {
     /// Every object to every client at every message: no interest limit, no LOD.
     pub fn everything() -> Self {
         InterestSettings {
+            shared: Some(SharedStreamSettings {
+                max_objects: usize::MAX,
+                ..SharedStreamSettings::default()
+            }),
             stream: StreamSettings::everything(),
             max_radius: f32::INFINITY,
             ..InterestSettings::default()
@@ -73,30 +88,40 @@ impl InterestSettings {
     }
 }
 
+/// The shared timeline of a campaign's states.
+pub(crate) fn timeline(campaign_id: &str, settings: &InterestSettings) -> SharedTimeline {
+    let mut shared = settings.shared.clone().unwrap_or_default();
+    shared.snapshot = settings.snapshot.clone();
+    SharedTimeline::new(campaign_id, shared)
+}
+
 /// One published world state, prepared once for every client's encoder.
 pub(crate) struct SharedState {
-    snapshot: nexus_protocol::Snapshot,
+    entry: Arc<SharedSnapshot>,
+    timeline: Arc<SharedTimeline>,
 }
 
 impl std::fmt::Debug for SharedState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedState")
-            .field("tick", &self.snapshot.tick())
-            .field("objects", &self.snapshot.objects().len())
+            .field("tick", &self.entry.tick())
+            .field("objects", &self.entry.snapshot().objects().len())
             .finish()
     }
 }
 
 impl SharedState {
-    pub fn new(state: WorldState, settings: &InterestSettings) -> Self {
+    /// Prepares `state` and keeps it on `timeline` (the campaign's router is its only publisher).
+    pub fn publish(state: WorldState, timeline: &Arc<SharedTimeline>) -> Self {
         SharedState {
-            snapshot: nexus_protocol::Snapshot::with_config(state, &settings.snapshot),
+            entry: timeline.publish(state),
+            timeline: timeline.clone(),
         }
     }
 
     #[cfg(test)]
     pub fn tick(&self) -> Tick {
-        self.snapshot.tick()
+        self.entry.tick()
     }
 
     #[cfg(test)]
@@ -108,14 +133,22 @@ impl SharedState {
                             "time_of_day": 12.0, "day_length": 600.0}
         }))
         .expect("a valid world state");
-        Self::new(state, &InterestSettings::default())
+        let settings = InterestSettings::default();
+        Self::publish(state, &Arc::new(timeline("test", &settings)))
     }
+}
+
+/// How one client's messages are made.
+enum StreamMode {
+    /// From the group's shared encoding.
+    Shared(SharedStateEncoder),
+    /// By its own encoder (level of detail by distance).
+    PerClient(Box<StateEncoder>),
 }
 
 /// One client's state stream.
 pub(crate) struct ClientStateEncoder {
-    encoder: StateEncoder,
-    acked: Option<Tick>,
+    mode: StreamMode,
 }
 
 impl ClientStateEncoder {
@@ -125,43 +158,64 @@ impl ClientStateEncoder {
         settings: &InterestSettings,
         radius: f32,
     ) -> Self {
-        let mut stream = settings.stream.clone();
-        stream.interest_radius = radius;
-        ClientStateEncoder {
-            encoder: StateEncoder::new(campaign_id, encoding, stream),
-            acked: None,
-        }
+        let mode = match &settings.shared {
+            Some(shared) => {
+                let mut encoder = SharedStateEncoder::new(encoding, radius);
+                encoder.set_baseline_interval(shared.baseline_interval);
+                StreamMode::Shared(encoder)
+            }
+            None => {
+                let mut stream = settings.stream.clone();
+                stream.interest_radius = radius;
+                StreamMode::PerClient(Box::new(StateEncoder::new(campaign_id, encoding, stream)))
+            }
+        };
+        ClientStateEncoder { mode }
     }
 
     pub fn resync(&mut self) {
-        self.encoder.resync();
-        self.acked = None;
+        match &mut self.mode {
+            StreamMode::Shared(encoder) => encoder.resync(),
+            StreamMode::PerClient(encoder) => encoder.resync(),
+        }
     }
 
-    /// This client's next state message, or `None` if there is nothing newer to say.
+    /// This client's next state message, or `None` if there is nothing newer to say; and whether
+    /// this client encoded it (rather than sharing another client's encoding). `acks` are the
+    /// client's acks since the previous call, oldest first.
     pub fn encode(
         &mut self,
         state: &SharedState,
-        acked: Option<Tick>,
+        acks: &[Tick],
         avatar: Option<ObjectId>,
         input_ack: Option<u32>,
-    ) -> Option<Message> {
-        if let Some(tick) = acked
-            && self.acked != Some(tick)
-        {
-            self.acked = Some(tick);
-            // Stale or unknown acks are simply ignored by the encoder (a delta stays valid
-            // against the older baseline).
-            let _ = self.encoder.acknowledge(tick);
-        }
+    ) -> Option<(Message, bool)> {
+        let snapshot = state.entry.snapshot();
         // Without an avatar position (spectator, or avatar gone) stream everything.
-        let viewer = avatar.and_then(|id| state.snapshot.position_of(id));
-        let EncodedState { payload, .. } =
-            self.encoder.encode(&state.snapshot, viewer, input_ack)?;
-        Some(match payload {
+        let viewer = avatar.and_then(|id| snapshot.position_of(id));
+        // Stale or unknown acks are simply ignored by the encoders (a delta stays valid against
+        // the older baseline).
+        let (payload, encoded_here) = match &mut self.mode {
+            StreamMode::Shared(encoder) => {
+                for &tick in acks {
+                    let _ = encoder.acknowledge(tick);
+                }
+                let encoded = encoder.encode(&state.timeline, &state.entry, viewer, input_ack)?;
+                (encoded.payload, encoded.encoded_here)
+            }
+            StreamMode::PerClient(encoder) => {
+                for &tick in acks {
+                    let _ = encoder.acknowledge(tick);
+                }
+                let EncodedState { payload, .. } = encoder.encode(snapshot, viewer, input_ack)?;
+                (payload, true)
+            }
+        };
+        let message = match payload {
             StatePayload::Text(text) => Message::Text(Utf8Bytes::from(text)),
             StatePayload::Binary(bytes) => Message::Binary(Bytes::from(bytes)),
-        })
+        };
+        Some((message, encoded_here))
     }
 }
 
@@ -206,6 +260,7 @@ pub(crate) fn welcome_text(
     client_id: ClientId,
     avatar_id: ObjectId,
     world_state: &WorldState,
+    world_state_json: &str,
     state_rate: u32,
     member: &MemberInfo,
     config: &GatewayConfig,
@@ -223,7 +278,7 @@ pub(crate) fn welcome_text(
         limits: &config.limits,
         server_time: unix_now_f64(),
     };
-    events::welcome(campaign_id, &welcome).to_json()
+    events::welcome_with_state_json(campaign_id, &welcome, world_state_json)
 }
 
 /// At most `max` bytes of `text` (on a character boundary), for echoing client text in errors.

@@ -91,6 +91,9 @@ pub struct DecodedState {
     pub objects: Vec<DecodedObject>,
     /// Ids listed in the message (fresh values), ascending.
     pub updated: Vec<ObjectId>,
+    /// Of those, the ids whose record carried kind and properties (new to the client, or
+    /// changed), ascending: the others keep the ones the client has.
+    pub meta_updated: Vec<ObjectId>,
     /// Ids gone from the world, ascending.
     pub removed: Vec<ObjectId>,
     /// Ids that left the interest area, ascending.
@@ -233,6 +236,7 @@ impl StateDecoder {
         let left = read_id_list(&mut bits, left_count)?;
 
         let mut listed: Vec<HeldObject> = Vec::with_capacity(listed_count as usize);
+        let mut meta_updated: Vec<ObjectId> = Vec::new();
         let mut previous_id: i64 = -1;
         for _ in 0..listed_count {
             let id = next_id(&mut bits, &mut previous_id)?;
@@ -322,6 +326,9 @@ impl StateDecoder {
                     axis_orders(&orders, GROUP_ANGULAR),
                 )?;
             }
+            if meta_present {
+                meta_updated.push(id);
+            }
             listed.push(HeldObject {
                 id,
                 state,
@@ -357,6 +364,7 @@ impl StateDecoder {
             last_input_seq,
             objects: view.iter().map(HeldObject::decoded).collect(),
             updated: listed.iter().map(|l| l.id).collect(),
+            meta_updated,
             removed,
             left,
         };

@@ -28,6 +28,7 @@ pub mod limits;
 pub mod names;
 pub mod quant;
 pub mod server;
+mod shared;
 mod snapshot;
 mod stream;
 
@@ -46,6 +47,10 @@ pub use envelope::{Envelope, Metadata};
 pub use error::{ProtocolError, codes};
 pub use limits::Limits;
 pub use server::error_envelope;
+pub use shared::{
+    SharedEncoded, SharedSnapshot, SharedStateEncoder, SharedStreamSettings, SharedTimeline,
+    ViewCell,
+};
 pub use snapshot::{Snapshot, SnapshotConfig};
 pub use stream::{
     AckOutcome, EncodedState, Encoding, LodBand, SUBPROTOCOL_BINARY, SUBPROTOCOL_JSON,

@@ -58,6 +58,15 @@ fn to_value<T: serde::Serialize>(value: &T) -> Value {
 
 /// `session:welcome:v1:stream`.
 pub fn welcome(campaign_id: &str, welcome: &Welcome<'_>) -> Envelope {
+    let mut envelope = welcome_shell(campaign_id, welcome);
+    if let Some(payload) = envelope.payload.as_object_mut() {
+        payload.insert("world_state".into(), to_value(welcome.world_state));
+    }
+    envelope
+}
+
+/// The welcome without its world state.
+fn welcome_shell(campaign_id: &str, welcome: &Welcome<'_>) -> Envelope {
     envelope(
         campaign_id,
         names::SESSION_WELCOME,
@@ -66,7 +75,6 @@ pub fn welcome(campaign_id: &str, welcome: &Welcome<'_>) -> Envelope {
             "avatar_id": welcome.avatar_id,
             "tick_rate": welcome.tick_rate,
             "state_rate": welcome.state_rate,
-            "world_state": to_value(welcome.world_state),
             "name": welcome.name,
             "role": welcome.role,
             "protocol_version": PROTOCOL_VERSION,
@@ -76,6 +84,26 @@ pub fn welcome(campaign_id: &str, welcome: &Welcome<'_>) -> Envelope {
             "limits": to_value(welcome.limits),
             "server_time": welcome.server_time,
         }),
+    )
+}
+
+/// The text of [`welcome`] with `world_state_json` (the JSON of `welcome.world_state`, which a
+/// server welcoming many clients with one state serialises once) in place of the state.
+pub fn welcome_with_state_json(
+    campaign_id: &str,
+    welcome: &Welcome<'_>,
+    world_state_json: &str,
+) -> String {
+    let mut envelope = crate::server::welcome_shell(campaign_id, welcome);
+    if let Some(payload) = envelope.payload.as_object_mut() {
+        payload.insert("world_state".into(), Value::Null);
+    }
+    let text = envelope.to_json();
+    // The placeholder cannot occur elsewhere: inside JSON strings its quotes would be escaped.
+    text.replacen(
+        "\"world_state\":null",
+        &format!("\"world_state\":{world_state_json}"),
+        1,
     )
 }
 

@@ -564,21 +564,49 @@ impl StateEncoder {
         }
 
         // 5. Serialisation.
+        let baseline_view = self.baseline.as_ref();
+        let baseline_tick = baseline_view.map_or(0, |b| b.tick);
+        let plan = MessagePlan {
+            snapshot,
+            baseline: baseline_view.map(|b| b.tick),
+            listed: listed
+                .iter()
+                .map(|&(index, forced)| {
+                    let id = snapshot.objects()[index].id;
+                    let meta = snapshot.meta_key_of(index);
+                    let base = baseline_view
+                        .and_then(|b| b.find(id))
+                        .map(|e| (e.state, e.meta));
+                    let meta_changed = forced
+                        || base.is_none_or(|(_, m)| m != meta)
+                        || self
+                            .tracked
+                            .get(&id)
+                            .is_none_or(|t| t.may_hold_other_meta(meta, baseline_tick));
+                    Listing {
+                        index,
+                        base,
+                        meta: meta_changed,
+                    }
+                })
+                .collect(),
+            removed,
+            left,
+            // Sent when full, when changed since the baseline (repeated until acked), or when
+            // changed since the previous message (a change back to the baseline's value).
+            environment: baseline_view
+                .is_none_or(|b| b.environment_key != snapshot.environment_key())
+                || self.last_environment_key != Some(snapshot.environment_key()),
+            physics: baseline_view.is_none_or(|b| b.physics_key != snapshot.physics_key())
+                || self.last_physics_key != Some(snapshot.physics_key()),
+        };
         let payload = match self.encoding {
-            Encoding::Json => StatePayload::Text(self.write_json(
-                snapshot,
-                &listed,
-                &removed,
-                &left,
-                last_input_seq,
-            )),
-            Encoding::Binary => StatePayload::Binary(self.write_binary(
-                snapshot,
-                &listed,
-                &removed,
-                &left,
-                last_input_seq,
-            )),
+            Encoding::Json => {
+                StatePayload::Text(write_json(&plan, &self.metadata_json, last_input_seq).0)
+            }
+            Encoding::Binary => {
+                StatePayload::Binary(write_binary(&plan, self.zero_meta, last_input_seq).0)
+            }
         };
 
         // Listing bookkeeping for the next messages.
@@ -665,248 +693,255 @@ impl StateEncoder {
         }
         deferred
     }
+}
 
-    fn write_json(
-        &self,
-        snapshot: &Snapshot,
-        listed: &[(usize, bool)],
-        removed: &[ObjectId],
-        left: &[ObjectId],
-        last_input_seq: Option<u32>,
-    ) -> String {
-        let parts = snapshot.json_parts();
-        let baseline = self.baseline.as_ref();
-        let full = baseline.is_none();
-        let mut out = String::with_capacity(128 + listed.len() * 180);
-        let _ = write!(
-            out,
-            "{{\"type\":\"{}\",\"payload\":{{\"tick\":{},\"timestamp\":{},\"full\":{full},\"baseline\":",
-            names::WORLD_STATE,
-            snapshot.tick(),
-            json_f64(snapshot.timestamp()),
-        );
-        match baseline {
-            Some(b) => {
-                let _ = write!(out, "{}", b.tick);
-            }
-            None => out.push_str("null"),
+/// One object listed in a message.
+pub(crate) struct Listing {
+    /// Index into the snapshot's objects.
+    pub index: usize,
+    /// The object's value in the baseline view (state, meta key), or `None` when the baseline
+    /// view lacks it: binary deltas are taken against it.
+    pub base: Option<(QuantizedState, u64)>,
+    /// JSON: carry `kind` and `properties`.
+    pub meta: bool,
+}
+
+/// What one state message says, before serialisation.
+pub(crate) struct MessagePlan<'a> {
+    pub snapshot: &'a Snapshot,
+    /// The baseline tick (`None`: a full message).
+    pub baseline: Option<Tick>,
+    /// Ascending id.
+    pub listed: Vec<Listing>,
+    /// Ascending.
+    pub removed: Vec<ObjectId>,
+    /// Ascending.
+    pub left: Vec<ObjectId>,
+    /// JSON: carry the environment / physics objects.
+    pub environment: bool,
+    pub physics: bool,
+}
+
+/// The JSON text of `plan`, and the byte offset where the value of `last_input_seq` starts (so a
+/// message shared by several clients can be given each one's own).
+pub(crate) fn write_json(
+    plan: &MessagePlan,
+    metadata_json: &str,
+    last_input_seq: Option<u32>,
+) -> (String, usize) {
+    let snapshot = plan.snapshot;
+    let parts = snapshot.json_parts();
+    let full = plan.baseline.is_none();
+    let mut out = String::with_capacity(128 + plan.listed.len() * 180);
+    let _ = write!(
+        out,
+        "{{\"type\":\"{}\",\"payload\":{{\"tick\":{},\"timestamp\":{},\"full\":{full},\"baseline\":",
+        names::WORLD_STATE,
+        snapshot.tick(),
+        json_f64(snapshot.timestamp()),
+    );
+    match plan.baseline {
+        Some(b) => {
+            let _ = write!(out, "{b}");
         }
-        out.push_str(",\"last_input_seq\":");
-        match last_input_seq {
-            Some(seq) => {
-                let _ = write!(out, "{seq}");
-            }
-            None => out.push_str("null"),
-        }
-        out.push_str(",\"objects\":[");
-        for (n, &(index, forced)) in listed.iter().enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
-            out.push_str(&parts.kinematics[index]);
-            let id = snapshot.objects()[index].id;
-            let meta = snapshot.meta_key_of(index);
-            let meta_changed = forced
-                || baseline
-                    .and_then(|b| b.find(id))
-                    .is_none_or(|b| b.meta != meta)
-                || self
-                    .tracked
-                    .get(&id)
-                    .is_none_or(|t| t.may_hold_other_meta(meta, baseline.map_or(0, |b| b.tick)));
-            if meta_changed {
-                out.push_str(&parts.meta[index]);
-            }
-            out.push('}');
-        }
-        out.push_str("],\"removed\":");
-        write_ids(&mut out, removed);
-        out.push_str(",\"left\":");
-        write_ids(&mut out, left);
-        let environment_key = snapshot.environment_key();
-        let physics_key = snapshot.physics_key();
-        // Sent when full, when changed since the baseline (repeated until acked), or when changed
-        // since the previous message (a change back to the baseline's value).
-        let environment_changed = baseline.is_none_or(|b| b.environment_key != environment_key)
-            || self.last_environment_key != Some(environment_key);
-        if environment_changed {
-            let _ = write!(out, ",\"environment\":{}", parts.environment);
-        }
-        let physics_changed = baseline.is_none_or(|b| b.physics_key != physics_key)
-            || self.last_physics_key != Some(physics_key);
-        if physics_changed {
-            let _ = write!(out, ",\"physics\":{}", parts.physics);
-        }
-        let _ = write!(out, "}},\"metadata\":{}}}", self.metadata_json);
-        out
+        None => out.push_str("null"),
     }
-
-    fn write_binary(
-        &self,
-        snapshot: &Snapshot,
-        listed: &[(usize, bool)],
-        removed: &[ObjectId],
-        left: &[ObjectId],
-        last_input_seq: Option<u32>,
-    ) -> Vec<u8> {
-        let baseline = self.baseline.as_ref();
-        let distance = baseline.map_or(0, |b| snapshot.tick() - b.tick);
-        let tick_rate = snapshot.physics().tick_rate;
-        let gravity = quantize_gravity(snapshot.physics().gravity);
-        let prediction = Prediction::new(distance, tick_rate, gravity);
-
-        // Pass 1: what each record says, and the values of each field group (to pick the
-        // exp-Golomb orders that code this message best).
-        let mut records = Vec::with_capacity(listed.len());
-        let mut groups: [Vec<u64>; GROUPS] = Default::default();
-        let mut flag_counts = [0u32; 64];
-        for &(index, _) in listed {
-            let object = &snapshot.objects()[index];
-            let state = *snapshot.quantized(index);
-            let meta = snapshot.meta_key_of(index);
-            let (base, base_meta) = baseline
-                .and_then(|b| b.find(object.id))
-                .map_or((ZERO_STATE, self.zero_meta), |e| (e.state, e.meta));
-            let record = Record {
-                index,
-                state,
-                meta: meta != base_meta,
-                position: (state.position != base.position).then(|| {
-                    best_predictor(POSITION_PREDICTORS, state.position, |predictor| {
-                        prediction.position(predictor, base.position, base.velocity)
-                    })
-                }),
-                rotation: (state.rotation != base.rotation).then(|| {
-                    let (index, steps) = rotation_parts(state.rotation);
-                    let (base_index, base_steps) = rotation_parts(base.rotation);
-                    if index == base_index {
-                        RotationCode::Delta(std::array::from_fn(|j| {
-                            delta_code(steps[j], base_steps[j])
-                        }))
-                    } else {
-                        RotationCode::Absolute(state.rotation)
-                    }
-                }),
-                velocity: (state.velocity != base.velocity).then(|| {
-                    best_predictor(VELOCITY_PREDICTORS, state.velocity, |predictor| {
-                        prediction.velocity(predictor, base.position, state.position, base.velocity)
-                    })
-                }),
-                angular: (state.angular_velocity != base.angular_velocity).then(|| {
-                    std::array::from_fn(|axis| {
-                        delta_code(state.angular_velocity[axis], base.angular_velocity[axis])
-                    })
-                }),
-            };
-            let mut collect = |first: usize, values: [u64; 3]| {
-                for (axis, value) in values.into_iter().enumerate() {
-                    groups[first + axis].push(value);
-                }
-            };
-            if let Some((_, values)) = record.position {
-                collect(GROUP_POSITION, values);
-            }
-            if let Some((_, values)) = record.velocity {
-                collect(GROUP_VELOCITY, values);
-            }
-            if let Some(values) = record.angular {
-                collect(GROUP_ANGULAR, values);
-            }
-            if let Some(RotationCode::Delta(values)) = record.rotation {
-                groups[GROUP_ROTATION].extend(values);
-            }
-            flag_counts[record.flags() as usize] += 1;
-            records.push(record);
+    out.push_str(",\"last_input_seq\":");
+    let seq_at = out.len();
+    match last_input_seq {
+        Some(seq) => {
+            let _ = write!(out, "{seq}");
         }
-        let orders: [u32; GROUPS] = std::array::from_fn(|g| best_order(&groups[g]));
-        // The three most frequent flag combinations cost 1, 2 and 3 bits per record.
-        let mut by_count: Vec<u32> = (0..64).collect();
-        by_count.sort_by_key(|&f| std::cmp::Reverse(flag_counts[f as usize]));
-        let common_flags = [by_count[0], by_count[1], by_count[2]];
-
-        // Pass 2: the bytes.
-        let mut flags = 0u8;
-        if baseline.is_none() {
-            flags |= FLAG_FULL;
-        }
-        if last_input_seq.is_some() {
-            flags |= FLAG_INPUT_ACK;
-        }
-        let mut head = Vec::with_capacity(40 + listed.len() * 12);
-        head.extend_from_slice(&[BINARY_VERSION, KIND_STATE, flags]);
-        put_varint(&mut head, snapshot.tick());
-        if baseline.is_some() {
-            put_varint(&mut head, distance);
-        }
-        if let Some(seq) = last_input_seq {
-            put_varint(&mut head, u64::from(seq));
-        }
-        head.extend_from_slice(&snapshot.timestamp().to_le_bytes());
-        put_varint(&mut head, u64::from(tick_rate));
-        for g in gravity {
-            put_varint(&mut head, zigzag(i64::from(g)));
-        }
-        put_varint(&mut head, removed.len() as u64);
-        put_varint(&mut head, left.len() as u64);
-        put_varint(&mut head, listed.len() as u64);
-        let mut w = BitWriter::after(head);
-        for order in orders {
-            w.bits(order, ORDER_BITS);
-        }
-        for flags in common_flags {
-            w.bits(flags, 6);
-        }
-        write_id_list(&mut w, removed);
-        write_id_list(&mut w, left);
-        let mut previous_id: i64 = -1;
-        for record in &records {
-            let object = &snapshot.objects()[record.index];
-            w.gamma((i64::from(object.id) - previous_id - 1) as u64);
-            previous_id = i64::from(object.id);
-            let record_flags = record.flags();
-            match common_flags.iter().position(|&f| f == record_flags) {
-                // Unary: `1`, `01`, `001`; `000` then the six bits.
-                Some(rank) => w.bits(1 << rank, rank as u32 + 1),
-                None => {
-                    w.bits(0, 3);
-                    w.bits(record_flags, 6);
-                }
-            }
-            if record.meta {
-                w.bits(kind_code(object.kind), 2);
-                let properties = snapshot.properties_json(record.index).as_bytes();
-                // An empty object is sent as length 0, the most common case.
-                let properties: &[u8] = if properties == b"{}" { &[] } else { properties };
-                w.gamma(properties.len() as u64);
-                for &byte in properties {
-                    w.bits(u32::from(byte), 8);
-                }
-            }
-            if let Some((predictor, values)) = record.position {
-                w.bits(predictor, 1);
-                write_triple(&mut w, values, axis_orders(&orders, GROUP_POSITION));
-            }
-            match record.rotation {
-                None => {}
-                Some(RotationCode::Delta(values)) => {
-                    w.bit(false);
-                    write_triple(&mut w, values, [orders[GROUP_ROTATION]; 3]);
-                }
-                Some(RotationCode::Absolute(packed)) => {
-                    w.bit(true);
-                    w.bits(packed, ROTATION_BITS);
-                }
-            }
-            if let Some((predictor, values)) = record.velocity {
-                w.bits(predictor, 2);
-                write_triple(&mut w, values, axis_orders(&orders, GROUP_VELOCITY));
-            }
-            if let Some(values) = record.angular {
-                write_triple(&mut w, values, axis_orders(&orders, GROUP_ANGULAR));
-            }
-        }
-        w.finish()
+        None => out.push_str("null"),
     }
+    out.push_str(",\"objects\":[");
+    for (n, listing) in plan.listed.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(&parts.kinematics[listing.index]);
+        if listing.meta {
+            out.push_str(&parts.meta[listing.index]);
+        }
+        out.push('}');
+    }
+    out.push_str("],\"removed\":");
+    write_ids(&mut out, &plan.removed);
+    out.push_str(",\"left\":");
+    write_ids(&mut out, &plan.left);
+    if plan.environment {
+        let _ = write!(out, ",\"environment\":{}", parts.environment);
+    }
+    if plan.physics {
+        let _ = write!(out, ",\"physics\":{}", parts.physics);
+    }
+    let _ = write!(out, "}},\"metadata\":{metadata_json}}}");
+    (out, seq_at)
+}
+
+/// The binary frame of `plan`, and the byte offset where the input-ack varint goes (present when
+/// `last_input_seq` is): a message shared by several clients gets each one's own there.
+pub(crate) fn write_binary(
+    plan: &MessagePlan,
+    zero_meta: u64,
+    last_input_seq: Option<u32>,
+) -> (Vec<u8>, usize) {
+    let snapshot = plan.snapshot;
+    let distance = plan.baseline.map_or(0, |b| snapshot.tick() - b);
+    let tick_rate = snapshot.physics().tick_rate;
+    let gravity = quantize_gravity(snapshot.physics().gravity);
+    let prediction = Prediction::new(distance, tick_rate, gravity);
+
+    // Pass 1: what each record says, and the values of each field group (to pick the
+    // exp-Golomb orders that code this message best).
+    let mut records = Vec::with_capacity(plan.listed.len());
+    let mut groups: [Vec<u64>; GROUPS] = Default::default();
+    let mut flag_counts = [0u32; 64];
+    for listing in &plan.listed {
+        let index = listing.index;
+        let state = *snapshot.quantized(index);
+        let meta = snapshot.meta_key_of(index);
+        let (base, base_meta) = listing.base.unwrap_or((ZERO_STATE, zero_meta));
+        let record = Record {
+            index,
+            state,
+            meta: meta != base_meta,
+            position: (state.position != base.position).then(|| {
+                best_predictor(POSITION_PREDICTORS, state.position, |predictor| {
+                    prediction.position(predictor, base.position, base.velocity)
+                })
+            }),
+            rotation: (state.rotation != base.rotation).then(|| {
+                let (index, steps) = rotation_parts(state.rotation);
+                let (base_index, base_steps) = rotation_parts(base.rotation);
+                if index == base_index {
+                    RotationCode::Delta(std::array::from_fn(|j| {
+                        delta_code(steps[j], base_steps[j])
+                    }))
+                } else {
+                    RotationCode::Absolute(state.rotation)
+                }
+            }),
+            velocity: (state.velocity != base.velocity).then(|| {
+                best_predictor(VELOCITY_PREDICTORS, state.velocity, |predictor| {
+                    prediction.velocity(predictor, base.position, state.position, base.velocity)
+                })
+            }),
+            angular: (state.angular_velocity != base.angular_velocity).then(|| {
+                std::array::from_fn(|axis| {
+                    delta_code(state.angular_velocity[axis], base.angular_velocity[axis])
+                })
+            }),
+        };
+        let mut collect = |first: usize, values: [u64; 3]| {
+            for (axis, value) in values.into_iter().enumerate() {
+                groups[first + axis].push(value);
+            }
+        };
+        if let Some((_, values)) = record.position {
+            collect(GROUP_POSITION, values);
+        }
+        if let Some((_, values)) = record.velocity {
+            collect(GROUP_VELOCITY, values);
+        }
+        if let Some(values) = record.angular {
+            collect(GROUP_ANGULAR, values);
+        }
+        if let Some(RotationCode::Delta(values)) = record.rotation {
+            groups[GROUP_ROTATION].extend(values);
+        }
+        flag_counts[record.flags() as usize] += 1;
+        records.push(record);
+    }
+    let orders: [u32; GROUPS] = std::array::from_fn(|g| best_order(&groups[g]));
+    // The three most frequent flag combinations cost 1, 2 and 3 bits per record.
+    let mut by_count: Vec<u32> = (0..64).collect();
+    by_count.sort_by_key(|&f| std::cmp::Reverse(flag_counts[f as usize]));
+    let common_flags = [by_count[0], by_count[1], by_count[2]];
+
+    // Pass 2: the bytes.
+    let mut flags = 0u8;
+    if plan.baseline.is_none() {
+        flags |= FLAG_FULL;
+    }
+    if last_input_seq.is_some() {
+        flags |= FLAG_INPUT_ACK;
+    }
+    let mut head = Vec::with_capacity(40 + plan.listed.len() * 12);
+    head.extend_from_slice(&[BINARY_VERSION, KIND_STATE, flags]);
+    put_varint(&mut head, snapshot.tick());
+    if plan.baseline.is_some() {
+        put_varint(&mut head, distance);
+    }
+    let seq_at = head.len();
+    if let Some(seq) = last_input_seq {
+        put_varint(&mut head, u64::from(seq));
+    }
+    head.extend_from_slice(&snapshot.timestamp().to_le_bytes());
+    put_varint(&mut head, u64::from(tick_rate));
+    for g in gravity {
+        put_varint(&mut head, zigzag(i64::from(g)));
+    }
+    put_varint(&mut head, plan.removed.len() as u64);
+    put_varint(&mut head, plan.left.len() as u64);
+    put_varint(&mut head, plan.listed.len() as u64);
+    let mut w = BitWriter::after(head);
+    for order in orders {
+        w.bits(order, ORDER_BITS);
+    }
+    for flags in common_flags {
+        w.bits(flags, 6);
+    }
+    write_id_list(&mut w, &plan.removed);
+    write_id_list(&mut w, &plan.left);
+    let mut previous_id: i64 = -1;
+    for record in &records {
+        let object = &snapshot.objects()[record.index];
+        w.gamma((i64::from(object.id) - previous_id - 1) as u64);
+        previous_id = i64::from(object.id);
+        let record_flags = record.flags();
+        match common_flags.iter().position(|&f| f == record_flags) {
+            // Unary: `1`, `01`, `001`; `000` then the six bits.
+            Some(rank) => w.bits(1 << rank, rank as u32 + 1),
+            None => {
+                w.bits(0, 3);
+                w.bits(record_flags, 6);
+            }
+        }
+        if record.meta {
+            w.bits(kind_code(object.kind), 2);
+            let properties = snapshot.properties_json(record.index).as_bytes();
+            // An empty object is sent as length 0, the most common case.
+            let properties: &[u8] = if properties == b"{}" { &[] } else { properties };
+            w.gamma(properties.len() as u64);
+            for &byte in properties {
+                w.bits(u32::from(byte), 8);
+            }
+        }
+        if let Some((predictor, values)) = record.position {
+            w.bits(predictor, 1);
+            write_triple(&mut w, values, axis_orders(&orders, GROUP_POSITION));
+        }
+        match record.rotation {
+            None => {}
+            Some(RotationCode::Delta(values)) => {
+                w.bit(false);
+                write_triple(&mut w, values, [orders[GROUP_ROTATION]; 3]);
+            }
+            Some(RotationCode::Absolute(packed)) => {
+                w.bit(true);
+                w.bits(packed, ROTATION_BITS);
+            }
+        }
+        if let Some((predictor, values)) = record.velocity {
+            w.bits(predictor, 2);
+            write_triple(&mut w, values, axis_orders(&orders, GROUP_VELOCITY));
+        }
+        if let Some(values) = record.angular {
+            write_triple(&mut w, values, axis_orders(&orders, GROUP_ANGULAR));
+        }
+    }
+    (w.finish(), seq_at)
 }
 
 fn write_triple(w: &mut BitWriter, values: [u64; 3], orders: [u32; 3]) {

@@ -55,6 +55,18 @@ fn welcome_has_the_fixed_fields_and_a_full_world_state() {
     assert_eq!(p["limits"]["max_frame_bytes"], 65536);
     let back: WorldState = serde_json::from_value(p["world_state"].clone()).expect("a world state");
     assert_eq!(back, state);
+
+    // The same welcome around a state serialised once for many clients: the same JSON value.
+    let state_json = serde_json::to_string(&state).expect("serialisable");
+    let shared = server::welcome_with_state_json("c9", &welcome, &state_json);
+    let mut shared: Value = serde_json::from_str(&shared).expect("valid JSON");
+    let mut direct: Value =
+        serde_json::from_str(&server::welcome("c9", &welcome).to_json()).expect("JSON");
+    let back: WorldState =
+        serde_json::from_value(shared["payload"]["world_state"].take()).expect("a world state");
+    assert_eq!(back, state);
+    direct["payload"]["world_state"].take();
+    assert_eq!(shared, direct, "the rest of the welcome is the same");
 }
 
 #[test]

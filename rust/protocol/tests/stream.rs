@@ -4,15 +4,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
-use common::{RandomWorld, Rng, distance};
+use common::{MergingClient, RandomWorld, Rng, assert_close, distance};
 use nexus_protocol::quant::{
     POSITION_MAX_ERROR, ROTATION_MAX_ANGLE_ERROR, VELOCITY_MAX_ERROR, rotation_angle_between,
 };
 use nexus_protocol::{
-    AckOutcome, DecodedObject, Encoding, JsonObject, JsonStateMessage, LodBand, Snapshot,
-    StateDecoder, StateEncoder, StatePayload, StreamSettings, names,
+    AckOutcome, Encoding, JsonStateMessage, LodBand, Snapshot, StateDecoder, StateEncoder,
+    StatePayload, StreamSettings, names,
 };
 use nexus_sim::state::{ObjectId, ObjectState};
 
@@ -53,36 +53,6 @@ fn settings_without_lod(radius: f32) -> StreamSettings {
         max_objects_per_message: usize::MAX,
         max_history: 64,
     }
-}
-
-fn assert_close(decoded: &DecodedObject, truth: &ObjectState, what: &str) {
-    for axis in 0..3 {
-        let e = (decoded.position[axis] - truth.position[axis]).abs();
-        assert!(
-            e <= POSITION_MAX_ERROR * 1.001,
-            "{what}: position error {e} of {:?}",
-            truth.id
-        );
-        let e = (decoded.velocity[axis] - truth.velocity[axis]).abs();
-        assert!(
-            e <= VELOCITY_MAX_ERROR * 1.001,
-            "{what}: velocity error {e}"
-        );
-        let e = (decoded.angular_velocity[axis] - truth.angular_velocity[axis]).abs();
-        assert!(
-            e <= VELOCITY_MAX_ERROR * 1.001,
-            "{what}: angular velocity error {e}"
-        );
-    }
-    let angle = rotation_angle_between(decoded.rotation, truth.rotation);
-    assert!(
-        angle < ROTATION_MAX_ANGLE_ERROR,
-        "{what}: rotation error {angle} rad of {}",
-        truth.id
-    );
-    assert_eq!(decoded.sleeping, truth.sleeping, "{what}: sleeping");
-    assert_eq!(decoded.kind, truth.kind, "{what}: kind");
-    assert_eq!(*decoded.properties, truth.properties, "{what}: properties");
 }
 
 /// Objects the client must hold (within the radius) and may hold (within radius + hysteresis).
@@ -276,42 +246,6 @@ fn far_objects_are_listed_less_often() {
         (listed_lod as f64) < listed_all as f64 * 0.5,
         "LOD must list far objects less often: {listed_lod} vs {listed_all}"
     );
-}
-
-/// A JSON client that keeps no per-tick views: it merges listed objects and drops removed/left.
-#[derive(Default)]
-struct MergingClient {
-    objects: BTreeMap<ObjectId, JsonObject>,
-}
-
-impl MergingClient {
-    fn apply(&mut self, message: &JsonStateMessage) {
-        if message.full {
-            self.objects.clear();
-        }
-        for id in message.removed.iter().chain(&message.left) {
-            self.objects.remove(id);
-        }
-        for object in &message.objects {
-            let entry = self.objects.entry(object.id);
-            match entry {
-                std::collections::btree_map::Entry::Occupied(mut held) => {
-                    let held = held.get_mut();
-                    let (kind, properties) = (held.kind, held.properties.take());
-                    *held = object.clone();
-                    held.kind = object.kind.or(kind);
-                    held.properties = object.properties.clone().or(properties);
-                }
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    assert!(
-                        object.kind.is_some() && object.properties.is_some(),
-                        "an object new to the client carries kind and properties"
-                    );
-                    slot.insert(object.clone());
-                }
-            }
-        }
-    }
 }
 
 fn run_json(seed: u64, steps: usize, settings: StreamSettings, link: Link) {

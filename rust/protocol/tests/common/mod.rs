@@ -5,6 +5,12 @@ use nexus_sim::state::{
     BodyKind, EnvironmentState, ObjectId, ObjectState, PhysicsInfo, Properties, WeatherKind,
     WeatherState, WorldState,
 };
+use std::collections::BTreeMap;
+
+use nexus_protocol::quant::{
+    POSITION_MAX_ERROR, ROTATION_MAX_ANGLE_ERROR, VELOCITY_MAX_ERROR, rotation_angle_between,
+};
+use nexus_protocol::{DecodedObject, JsonObject, JsonStateMessage};
 use serde_json::json;
 
 /// xorshift64*: deterministic, dependency-free.
@@ -198,4 +204,70 @@ impl RandomWorld {
 
 pub fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+}
+
+pub fn assert_close(decoded: &DecodedObject, truth: &ObjectState, what: &str) {
+    for axis in 0..3 {
+        let e = (decoded.position[axis] - truth.position[axis]).abs();
+        assert!(
+            e <= POSITION_MAX_ERROR * 1.001,
+            "{what}: position error {e} of {:?}",
+            truth.id
+        );
+        let e = (decoded.velocity[axis] - truth.velocity[axis]).abs();
+        assert!(
+            e <= VELOCITY_MAX_ERROR * 1.001,
+            "{what}: velocity error {e}"
+        );
+        let e = (decoded.angular_velocity[axis] - truth.angular_velocity[axis]).abs();
+        assert!(
+            e <= VELOCITY_MAX_ERROR * 1.001,
+            "{what}: angular velocity error {e}"
+        );
+    }
+    let angle = rotation_angle_between(decoded.rotation, truth.rotation);
+    assert!(
+        angle < ROTATION_MAX_ANGLE_ERROR,
+        "{what}: rotation error {angle} rad of {}",
+        truth.id
+    );
+    assert_eq!(decoded.sleeping, truth.sleeping, "{what}: sleeping");
+    assert_eq!(decoded.kind, truth.kind, "{what}: kind");
+    assert_eq!(*decoded.properties, truth.properties, "{what}: properties");
+}
+
+/// A JSON client that keeps no per-tick views: it merges listed objects and drops removed/left.
+#[derive(Default)]
+pub struct MergingClient {
+    pub objects: BTreeMap<ObjectId, JsonObject>,
+}
+
+impl MergingClient {
+    pub fn apply(&mut self, message: &JsonStateMessage) {
+        if message.full {
+            self.objects.clear();
+        }
+        for id in message.removed.iter().chain(&message.left) {
+            self.objects.remove(id);
+        }
+        for object in &message.objects {
+            let entry = self.objects.entry(object.id);
+            match entry {
+                std::collections::btree_map::Entry::Occupied(mut held) => {
+                    let held = held.get_mut();
+                    let (kind, properties) = (held.kind, held.properties.take());
+                    *held = object.clone();
+                    held.kind = object.kind.or(kind);
+                    held.properties = object.properties.clone().or(properties);
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    assert!(
+                        object.kind.is_some() && object.properties.is_some(),
+                        "an object new to the client carries kind and properties"
+                    );
+                    slot.insert(object.clone());
+                }
+            }
+        }
+    }
 }

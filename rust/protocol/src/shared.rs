@@ -1,0 +1,709 @@
+//! The state stream encoded once per group of clients instead of once per client.
+//!
+//! # Why
+//! A per-client encoder ([`crate::StateEncoder`]) costs about a microsecond per object per client
+//! per message: 100 clients watching 1,000 moving objects at 20 states per second is two seconds of
+//! CPU per second. Here every message is a function of a few shared facts only, so clients that
+//! share them share the encoding:
+//! - the snapshot's tick `T` and the client's baseline tick `B` (its newest acknowledged state);
+//! - its *view cell*: interest is taken around the centre of the grid cell the viewer is in (a
+//!   superset of the sphere around the viewer itself), not around the viewer;
+//! - the cells it was in for the messages since `B` (for what it may still hold);
+//! - its interest radius.
+//!
+//! The client's own input ack (`last_input_seq`) is spliced into the shared bytes per client.
+//!
+//! # What a message says (the same wire format and rules as the per-client encoder)
+//! The view after each message is exactly `interest(T, cell_T)`: the objects within the radius of
+//! the cell's centre, the nearest `max_objects` of them. Against baseline `B`:
+//! - an object of the view is listed when it was not in *every* view since `B` (it is new to the
+//!   client or may have left and come back), or when its quantised state or kind/properties
+//!   changed in `(B, T]` (tracked per object as the tick of its newest change, so a client that
+//!   merges every message it got — JSON without per-tick bookkeeping — never keeps a stale value);
+//! - `removed`/`left` name every object of any view since `B` that is not in this one;
+//! - binary deltas are taken against the object's value in `B`'s view, as decoders keep it.
+//!
+//! There is no level of detail by distance here (rate LOD would make a client's view depend on
+//! its whole history); interest and the per-view cap bound the work instead.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use nexus_sim::state::{BodyKind, ObjectId, Tick, WorldState};
+
+use crate::bits::put_varint;
+use crate::snapshot::{Snapshot, SnapshotConfig, meta_key};
+use crate::stream::{
+    Encoding, FLAG_INPUT_ACK, Listing, MessagePlan, StatePayload, write_binary, write_json,
+};
+
+/// Settings of a shared stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedStreamSettings {
+    /// Side of a view cell, metres (default 16): clients in the same cell share messages.
+    pub view_cell_size: f32,
+    /// Most objects in a view, the nearest to the cell's centre (default 2,048).
+    pub max_objects: usize,
+    /// Published states kept as possible baselines (default 64).
+    pub history: usize,
+    /// Baselines move to every n-th published state only (default 4), the newest of those a
+    /// client acknowledged: clients whose acks differ a little then share a baseline, and so
+    /// their messages. 1 makes every acknowledged state the baseline.
+    pub baseline_interval: u64,
+    /// Snapshot preparation (spatial grid).
+    pub snapshot: SnapshotConfig,
+}
+
+impl Default for SharedStreamSettings {
+    fn default() -> Self {
+        SharedStreamSettings {
+            view_cell_size: 16.0,
+            max_objects: 2048,
+            history: 64,
+            baseline_interval: 4,
+            snapshot: SnapshotConfig::default(),
+        }
+    }
+}
+
+/// Where a client looks from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ViewCell {
+    /// No viewer (a spectator): every object.
+    Everything,
+    /// A grid cell (x, y, z).
+    Cell([i32; 3]),
+}
+
+impl ViewCell {
+    fn of(viewer: Option<[f32; 3]>, size: f32) -> ViewCell {
+        match viewer {
+            Some(p) if p.iter().all(|c| c.is_finite()) => {
+                // `as` saturates: far-away positions land in edge cells.
+                ViewCell::Cell(p.map(|c| (c / size).floor() as i32))
+            }
+            _ => ViewCell::Everything,
+        }
+    }
+
+    fn centre(self, size: f32) -> Option<[f32; 3]> {
+        match self {
+            ViewCell::Everything => None,
+            ViewCell::Cell(c) => Some(c.map(|i| (i as f32 + 0.5) * size)),
+        }
+    }
+}
+
+/// What makes two clients' messages for one snapshot identical: the encoding, the baseline and
+/// the object sets of the views involved (by fingerprint). Clients in different cells whose
+/// views hold the same objects — the usual case when the interest radius spans the busy part of
+/// the world — share messages too.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct GroupKey {
+    encoding: Encoding,
+    /// Fingerprint of the view at this state.
+    view: u64,
+    /// The baseline tick and the fingerprint of the client's view there.
+    baseline: Option<(Tick, u64)>,
+    /// Fingerprints of the views the client may have been given since the baseline, sorted,
+    /// without duplicates.
+    since: Vec<u64>,
+}
+
+/// Where one client looks from, now and since its baseline: how to compute its group's message.
+struct GroupCells {
+    radius: f32,
+    cell: ViewCell,
+    baseline_cell: ViewCell,
+    cells_since: Vec<ViewCell>,
+}
+
+/// A view: sorted object indices into its snapshot, and a fingerprint of their ids.
+#[derive(Debug)]
+struct View {
+    indices: Vec<u32>,
+    fingerprint: u64,
+}
+
+/// A shared message, without any client's input ack.
+#[derive(Debug)]
+struct SharedPayload {
+    payload: StatePayload,
+    /// Where the input ack goes (see [`write_json`] / [`write_binary`]).
+    seq_at: usize,
+}
+
+impl SharedPayload {
+    /// The message for one client: its own `last_input_seq` spliced in.
+    fn for_client(&self, last_input_seq: Option<u32>) -> StatePayload {
+        let Some(seq) = last_input_seq else {
+            return self.payload.clone();
+        };
+        match &self.payload {
+            StatePayload::Text(text) => {
+                // The shared text says `null` at `seq_at`.
+                let mut out = String::with_capacity(text.len() + 8);
+                out.push_str(&text[..self.seq_at]);
+                out.push_str(&seq.to_string());
+                out.push_str(&text[self.seq_at + "null".len()..]);
+                StatePayload::Text(out)
+            }
+            StatePayload::Binary(bytes) => {
+                let mut out = Vec::with_capacity(bytes.len() + 5);
+                out.extend_from_slice(&bytes[..self.seq_at]);
+                put_varint(&mut out, u64::from(seq));
+                out.extend_from_slice(&bytes[self.seq_at..]);
+                out[2] |= FLAG_INPUT_ACK;
+                StatePayload::Binary(out)
+            }
+        }
+    }
+}
+
+/// One published state of a shared stream.
+pub struct SharedSnapshot {
+    snapshot: Snapshot,
+    /// Publication number on its timeline (0, 1, 2, ...).
+    sequence: u64,
+    /// Per object (snapshot order): the newest tick at which its quantised state or kind and
+    /// properties changed, or at which it appeared.
+    changed_at: Vec<Tick>,
+    /// The same for kind and properties alone.
+    meta_changed_at: Vec<Tick>,
+    environment_changed_at: Tick,
+    physics_changed_at: Tick,
+    /// Views by (cell, radius bits).
+    views: Mutex<HashMap<(ViewCell, u32), Arc<View>>>,
+    /// Messages by group; the `OnceLock` lets the first client of a group encode while the others
+    /// wait for it instead of encoding again.
+    messages: Mutex<HashMap<GroupKey, Arc<OnceLock<SharedPayload>>>>,
+}
+
+impl std::fmt::Debug for SharedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSnapshot")
+            .field("tick", &self.snapshot.tick())
+            .field("objects", &self.snapshot.objects().len())
+            .finish()
+    }
+}
+
+impl SharedSnapshot {
+    /// The prepared state.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The tick of the state.
+    pub fn tick(&self) -> Tick {
+        self.snapshot.tick()
+    }
+
+    /// Distinct messages encoded for this state so far (one per group of clients).
+    pub fn encodings(&self) -> usize {
+        self.messages.lock().map_or(0, |m| m.len())
+    }
+
+    /// The view of `cell` at `radius`: the nearest `max_objects` objects within `radius` (plus
+    /// the cell's half diagonal) of the cell's centre.
+    fn view(&self, cell: ViewCell, radius: f32, settings: &SharedStreamSettings) -> Arc<View> {
+        let key = (cell, radius.to_bits());
+        if let Some(view) = self.views.lock().ok().and_then(|v| v.get(&key).cloned()) {
+            return view;
+        }
+        let mut found: Vec<(u32, f32)> = Vec::new();
+        match cell.centre(settings.view_cell_size) {
+            None => found.extend((0..self.snapshot.objects().len() as u32).map(|i| (i, 0.0))),
+            Some(centre) => {
+                let reach = radius + settings.view_cell_size * 0.5 * 3f32.sqrt();
+                self.snapshot
+                    .for_each_within(centre, reach, |index, distance| {
+                        found.push((index as u32, distance));
+                    });
+            }
+        }
+        if found.len() > settings.max_objects {
+            // Nearest first; ties by index so that the choice never depends on the visit order.
+            found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            found.truncate(settings.max_objects);
+        }
+        let mut indices: Vec<u32> = found.into_iter().map(|(i, _)| i).collect();
+        indices.sort_unstable();
+        // FNV-1a over the ids: equal sets, equal fingerprints; 64 bits make a collision between
+        // two different views of one campaign practically impossible.
+        let mut fingerprint: u64 = 0xcbf2_9ce4_8422_2325;
+        for &index in &indices {
+            let id = self.snapshot.objects()[index as usize].id;
+            for byte in id.to_le_bytes() {
+                fingerprint = (fingerprint ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        fingerprint ^= indices.len() as u64;
+        let view = Arc::new(View {
+            indices,
+            fingerprint,
+        });
+        if let Ok(mut views) = self.views.lock() {
+            views.insert(key, view.clone());
+        }
+        view
+    }
+
+    fn view_ids(&self, cell: ViewCell, radius: f32, settings: &SharedStreamSettings) -> Vec<u32> {
+        self.view(cell, radius, settings)
+            .indices
+            .iter()
+            .map(|&i| self.snapshot.objects()[i as usize].id)
+            .collect()
+    }
+}
+
+/// The published states of one campaign, newest last: what every client's shared encoder reads.
+/// One producer ([`SharedTimeline::publish`]), any number of readers.
+pub struct SharedTimeline {
+    settings: SharedStreamSettings,
+    metadata_json: String,
+    zero_meta: u64,
+    states: RwLock<VecDeque<Arc<SharedSnapshot>>>,
+}
+
+impl std::fmt::Debug for SharedTimeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedTimeline")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl SharedTimeline {
+    /// An empty timeline for `campaign_id`.
+    pub fn new(campaign_id: &str, mut settings: SharedStreamSettings) -> SharedTimeline {
+        if !(settings.view_cell_size.is_finite() && settings.view_cell_size >= 0.5) {
+            settings.view_cell_size = SharedStreamSettings::default().view_cell_size;
+        }
+        let metadata = crate::Metadata::server(campaign_id);
+        SharedTimeline {
+            settings,
+            metadata_json: serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".into()),
+            zero_meta: meta_key(BodyKind::Dynamic, "{}"),
+            states: RwLock::new(VecDeque::new()),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &SharedStreamSettings {
+        &self.settings
+    }
+
+    /// Prepares and keeps `state`. States must come in increasing tick order; an older or equal
+    /// tick starts the timeline afresh (every client's next message is then full).
+    pub fn publish(&self, state: WorldState) -> Arc<SharedSnapshot> {
+        let snapshot = Snapshot::with_config(state, &self.settings.snapshot);
+        let tick = snapshot.tick();
+        let previous = self.newest().filter(|p| p.tick() < tick);
+        let count = snapshot.objects().len();
+        let mut changed_at = Vec::with_capacity(count);
+        let mut meta_changed_at = Vec::with_capacity(count);
+        for (index, object) in snapshot.objects().iter().enumerate() {
+            let before = previous.as_ref().and_then(|p| {
+                p.snapshot
+                    .index_of(object.id)
+                    .map(|i| (p.as_ref(), i, p.snapshot.quantized(i)))
+            });
+            let (changed, meta_changed) = match before {
+                Some((p, i, state)) => {
+                    let meta_same = p.snapshot.meta_key_of(i) == snapshot.meta_key_of(index);
+                    let same = meta_same && state == snapshot.quantized(index);
+                    (
+                        if same { p.changed_at[i] } else { tick },
+                        if meta_same {
+                            p.meta_changed_at[i]
+                        } else {
+                            tick
+                        },
+                    )
+                }
+                None => (tick, tick),
+            };
+            changed_at.push(changed);
+            meta_changed_at.push(meta_changed);
+        }
+        let (environment_changed_at, physics_changed_at) = match &previous {
+            Some(p) => (
+                if p.snapshot.environment_key() == snapshot.environment_key() {
+                    p.environment_changed_at
+                } else {
+                    tick
+                },
+                if p.snapshot.physics_key() == snapshot.physics_key() {
+                    p.physics_changed_at
+                } else {
+                    tick
+                },
+            ),
+            None => (tick, tick),
+        };
+        let entry = Arc::new(SharedSnapshot {
+            snapshot,
+            sequence: previous.as_ref().map_or(0, |p| p.sequence + 1),
+            changed_at,
+            meta_changed_at,
+            environment_changed_at,
+            physics_changed_at,
+            views: Mutex::new(HashMap::new()),
+            messages: Mutex::new(HashMap::new()),
+        });
+        if let Ok(mut states) = self.states.write() {
+            if previous.is_none() {
+                states.clear();
+            }
+            // Messages of older states are no longer wanted (each client gets the newest); a
+            // client that still asks for one encodes it again.
+            if states.len() >= 2 {
+                let old = &states[states.len() - 2];
+                if let Ok(mut messages) = old.messages.lock() {
+                    messages.clear();
+                }
+            }
+            states.push_back(entry.clone());
+            while states.len() > self.settings.history.max(1) {
+                states.pop_front();
+            }
+        }
+        entry
+    }
+
+    /// The newest published state.
+    pub fn newest(&self) -> Option<Arc<SharedSnapshot>> {
+        self.states.read().ok().and_then(|s| s.back().cloned())
+    }
+
+    /// The kept state of `tick`.
+    fn get(&self, tick: Tick) -> Option<Arc<SharedSnapshot>> {
+        let states = self.states.read().ok()?;
+        let index = states.binary_search_by_key(&tick, |s| s.tick()).ok()?;
+        Some(states[index].clone())
+    }
+
+    /// Kept states strictly between `after` and `before`.
+    fn between(&self, after: Tick, before: Tick) -> Vec<Arc<SharedSnapshot>> {
+        self.states.read().map_or_else(
+            |_| Vec::new(),
+            |states| {
+                states
+                    .iter()
+                    .filter(|s| s.tick() > after && s.tick() < before)
+                    .cloned()
+                    .collect()
+            },
+        )
+    }
+
+    /// Encodes the message of `key` for `current` (the baseline and the states between must be
+    /// kept; the caller checked the baseline).
+    fn encode_group(
+        &self,
+        current: &SharedSnapshot,
+        encoding: Encoding,
+        baseline: Option<&SharedSnapshot>,
+        cells: &GroupCells,
+    ) -> SharedPayload {
+        let radius = cells.radius;
+        let settings = &self.settings;
+        let snapshot = &current.snapshot;
+        let view = current.view(cells.cell, radius, settings);
+        let view = &view.indices;
+        let baseline = baseline.map(|state| (state, cells.baseline_cell));
+        let plan = match &baseline {
+            None => MessagePlan {
+                snapshot,
+                baseline: None,
+                listed: view
+                    .iter()
+                    .map(|&index| Listing {
+                        index: index as usize,
+                        base: None,
+                        meta: true,
+                    })
+                    .collect(),
+                removed: Vec::new(),
+                left: Vec::new(),
+                environment: true,
+                physics: true,
+            },
+            Some((base_state, base_cell)) => {
+                let b = base_state.tick();
+                let base_view = base_state.view_ids(*base_cell, radius, settings);
+                // Every view the client may have been given since the baseline.
+                let mut since: Vec<Vec<u32>> = Vec::new();
+                for state in self.between(b, snapshot.tick()) {
+                    for &cell in &cells.cells_since {
+                        since.push(state.view_ids(cell, radius, settings));
+                    }
+                }
+                let held_throughout = |id: ObjectId| {
+                    base_view.binary_search(&id).is_ok()
+                        && since.iter().all(|v| v.binary_search(&id).is_ok())
+                };
+                let mut listed = Vec::new();
+                let mut in_view: Vec<ObjectId> = Vec::with_capacity(view.len());
+                for &index in view.iter() {
+                    let index = index as usize;
+                    let id = snapshot.objects()[index].id;
+                    in_view.push(id);
+                    let base = base_state.snapshot.index_of(id).and_then(|i| {
+                        base_view.binary_search(&id).ok().map(|_| {
+                            (
+                                *base_state.snapshot.quantized(i),
+                                base_state.snapshot.meta_key_of(i),
+                            )
+                        })
+                    });
+                    if !held_throughout(id) {
+                        listed.push(Listing {
+                            index,
+                            base,
+                            meta: true,
+                        });
+                    } else if current.changed_at[index] > b {
+                        listed.push(Listing {
+                            index,
+                            base,
+                            meta: current.meta_changed_at[index] > b,
+                        });
+                    }
+                }
+                let mut gone: Vec<ObjectId> = base_view;
+                for v in &since {
+                    gone.extend_from_slice(v);
+                }
+                gone.sort_unstable();
+                gone.dedup();
+                gone.retain(|id| in_view.binary_search(id).is_err());
+                let (left, removed): (Vec<ObjectId>, Vec<ObjectId>) = gone
+                    .into_iter()
+                    .partition(|&id| snapshot.index_of(id).is_some());
+                MessagePlan {
+                    snapshot,
+                    baseline: Some(b),
+                    listed,
+                    removed,
+                    left,
+                    environment: current.environment_changed_at > b,
+                    physics: current.physics_changed_at > b,
+                }
+            }
+        };
+        let (payload, seq_at) = match encoding {
+            Encoding::Json => {
+                let (text, at) = write_json(&plan, &self.metadata_json, None);
+                (StatePayload::Text(text), at)
+            }
+            Encoding::Binary => {
+                let (bytes, at) = write_binary(&plan, self.zero_meta, None);
+                (StatePayload::Binary(bytes), at)
+            }
+        };
+        SharedPayload { payload, seq_at }
+    }
+}
+
+/// One client's position in a shared stream: its baseline and the messages it got since.
+#[derive(Clone, Debug)]
+pub struct SharedStateEncoder {
+    encoding: Encoding,
+    radius: f32,
+    /// The baseline message: tick and view cell.
+    baseline: Option<(Tick, ViewCell)>,
+    /// Messages sent after the baseline, oldest first.
+    sent: VecDeque<Sent>,
+    baseline_interval: u64,
+    last_tick: Option<Tick>,
+}
+
+/// A message sent after the baseline.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    tick: Tick,
+    cell: ViewCell,
+    /// Publication number of its state.
+    sequence: u64,
+    /// The client acknowledged it (so it holds its view).
+    acked: bool,
+}
+
+/// One encoded message of a shared stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedEncoded {
+    /// The frame to send.
+    pub payload: StatePayload,
+    /// The baseline it is a delta against (`None`: full).
+    pub baseline: Option<Tick>,
+    /// Whether this client had to encode it (the first of its group); otherwise it was shared.
+    pub encoded_here: bool,
+}
+
+impl SharedStateEncoder {
+    /// A client's stream with `encoding`, seeing objects within `radius` metres.
+    pub fn new(encoding: Encoding, radius: f32) -> SharedStateEncoder {
+        SharedStateEncoder {
+            encoding,
+            radius: if radius.is_nan() {
+                0.0
+            } else {
+                radius.max(0.0)
+            },
+            baseline: None,
+            sent: VecDeque::new(),
+            baseline_interval: SharedStreamSettings::default().baseline_interval,
+            last_tick: None,
+        }
+    }
+
+    /// Moves baselines to every `interval`-th published state only (see
+    /// [`SharedStreamSettings::baseline_interval`]; the encoder of a gateway takes its
+    /// timeline's).
+    pub fn set_baseline_interval(&mut self, interval: u64) {
+        self.baseline_interval = interval.max(1);
+    }
+
+    /// The encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The current baseline tick.
+    pub fn baseline_tick(&self) -> Option<Tick> {
+        self.baseline.map(|(tick, _)| tick)
+    }
+
+    /// The client applied the message of `tick`. The baseline becomes the newest acknowledged
+    /// message on the baseline grid (every `baseline_interval`-th published state), so that
+    /// clients whose acks differ a little share baselines; or the newest acknowledged message
+    /// when there is no baseline yet, or when no grid message was acknowledged for two intervals
+    /// (drops can skip them). Feed every ack, in order. Unknown or stale acks are ignored.
+    pub fn acknowledge(&mut self, tick: Tick) -> crate::AckOutcome {
+        if self.baseline.is_some_and(|(b, _)| tick <= b) {
+            return crate::AckOutcome::Stale;
+        }
+        let Some(acked) = self.sent.iter().position(|s| s.tick == tick) else {
+            return crate::AckOutcome::Unknown;
+        };
+        self.sent[acked].acked = true;
+        let interval = self.baseline_interval.max(1);
+        let on_grid = (0..=acked)
+            .rev()
+            .find(|&i| self.sent[i].acked && self.sent[i].sequence.is_multiple_of(interval));
+        let chosen = match on_grid {
+            Some(i) if self.baseline.is_some() => i,
+            _ if self.baseline.is_none() || acked as u64 >= 2 * interval => acked,
+            _ => return crate::AckOutcome::Accepted,
+        };
+        self.sent.drain(..chosen);
+        self.baseline = self.sent.pop_front().map(|s| (s.tick, s.cell));
+        crate::AckOutcome::Accepted
+    }
+
+    /// The client lost its state: the next message is full.
+    pub fn resync(&mut self) {
+        self.baseline = None;
+        self.sent.clear();
+    }
+
+    /// This client's message for `current` (published on `timeline`), seen from `viewer`, with
+    /// its `last_input_seq`. `None` when `current` is not newer than the previous message.
+    pub fn encode(
+        &mut self,
+        timeline: &SharedTimeline,
+        current: &SharedSnapshot,
+        viewer: Option<[f32; 3]>,
+        last_input_seq: Option<u32>,
+    ) -> Option<SharedEncoded> {
+        let tick = current.tick();
+        if self.last_tick.is_some_and(|last| tick <= last) {
+            return None;
+        }
+        let settings = timeline.settings();
+        // A baseline the timeline forgot, or too many unacknowledged messages: start afresh.
+        if self.sent.len() >= settings.history.max(1)
+            || self
+                .baseline
+                .is_some_and(|(b, _)| b >= tick || timeline.get(b).is_none())
+        {
+            self.resync();
+        }
+        // Kept while this message is encoded (the timeline may drop it meanwhile).
+        let base_state = match self.baseline {
+            Some((b, _)) => {
+                let state = timeline.get(b);
+                if state.is_none() {
+                    self.resync();
+                }
+                state
+            }
+            None => None,
+        };
+        let cell = ViewCell::of(viewer, settings.view_cell_size);
+        let mut cells_since: Vec<ViewCell> = self.sent.iter().map(|s| s.cell).collect();
+        cells_since.sort_unstable();
+        cells_since.dedup();
+        let cells = GroupCells {
+            radius: self.radius,
+            cell,
+            baseline_cell: self.baseline.map_or(cell, |(_, c)| c),
+            cells_since,
+        };
+        let key = match self.baseline.zip(base_state.as_ref()) {
+            None => GroupKey {
+                encoding: self.encoding,
+                view: current.view(cell, self.radius, settings).fingerprint,
+                baseline: None,
+                since: Vec::new(),
+            },
+            Some(((b, base_cell), base_state)) => {
+                let mut since: Vec<u64> = Vec::new();
+                for state in timeline.between(b, tick) {
+                    for &c in &cells.cells_since {
+                        since.push(state.view(c, self.radius, settings).fingerprint);
+                    }
+                }
+                since.sort_unstable();
+                since.dedup();
+                GroupKey {
+                    encoding: self.encoding,
+                    view: current.view(cell, self.radius, settings).fingerprint,
+                    baseline: Some((
+                        b,
+                        base_state
+                            .view(base_cell, self.radius, settings)
+                            .fingerprint,
+                    )),
+                    since,
+                }
+            }
+        };
+        let slot = {
+            let mut messages = current.messages.lock().ok()?;
+            messages.entry(key).or_default().clone()
+        };
+        let mut encoded_here = false;
+        let shared = slot.get_or_init(|| {
+            encoded_here = true;
+            timeline.encode_group(current, self.encoding, base_state.as_deref(), &cells)
+        });
+        let payload = shared.for_client(last_input_seq);
+
+        self.sent.push_back(Sent {
+            tick,
+            cell,
+            sequence: current.sequence,
+            acked: false,
+        });
+        self.last_tick = Some(tick);
+        Some(SharedEncoded {
+            payload,
+            baseline: self.baseline_tick(),
+            encoded_here,
+        })
+    }
+}
