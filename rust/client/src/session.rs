@@ -85,6 +85,10 @@ pub struct SessionConfig {
     pub ping_interval: f64,
     /// Predict the own avatar (default true); without it the avatar is shown as streamed.
     pub predict: bool,
+    /// Play remote objects back from jitter buffers (default true). Load generators turn it off:
+    /// states are still decoded, applied to the known objects and acknowledged, but nothing is
+    /// buffered for display.
+    pub interpolate: bool,
     /// Prediction settings.
     pub prediction: PredictionConfig,
     /// Smoothing of visible corrections.
@@ -117,6 +121,7 @@ impl SessionConfig {
             initial_input_lead: Some(10),
             ping_interval: 1.0,
             predict: true,
+            interpolate: true,
             prediction: PredictionConfig::default(),
             correction: CorrectionConfig::default(),
             timeline: TimelineConfig::default(),
@@ -632,7 +637,10 @@ impl ClientSession {
                 });
                 continue;
             }
-            if let Some(shape) = &object.shape {
+            // The collision copy serves the prediction only.
+            if let Some(shape) = &object.shape
+                && self.config.predict
+            {
                 self.collision.insert(
                     object.id,
                     object.kind,
@@ -640,6 +648,9 @@ impl ClientSession {
                     object.position,
                     object.rotation,
                 )?;
+            }
+            if !self.config.interpolate {
+                continue;
             }
             self.remote.update(
                 object.id,
@@ -718,6 +729,13 @@ impl ClientSession {
         }
         for &id in &state.left {
             self.remote.remove_at(id, tick);
+            if !self.config.interpolate && self.objects.remove(&id).is_some() {
+                // Nothing plays it back: it is gone from the view now.
+                self.events.push_back(SessionEvent::ObjectRemoved {
+                    id,
+                    reason: "left_interest".into(),
+                });
+            }
             // Static geometry stays valid out of sight; moving objects' poses would go stale.
             if self
                 .objects
@@ -734,6 +752,7 @@ impl ClientSession {
     }
 
     fn on_listed_object(&mut self, tick: Tick, object: &ObjectUpdate) {
+        let is_new_known = !self.objects.contains_key(&object.id);
         let known = self
             .objects
             .entry(object.id)
@@ -753,6 +772,16 @@ impl ClientSession {
                 position: object.position,
                 velocity: object.velocity,
             });
+            return;
+        }
+        if !self.config.interpolate {
+            if is_new_known {
+                let kind = self.objects[&object.id].kind;
+                self.events.push_back(SessionEvent::ObjectAdded {
+                    id: object.id,
+                    kind,
+                });
+            }
             return;
         }
         let is_new = self.remote.track(object.id).is_none();
@@ -776,8 +805,11 @@ impl ClientSession {
                 kind,
             });
         }
-        self.collision
-            .set_pose(object.id, object.position, object.rotation, object.velocity);
+        // Only the prediction collides with the world.
+        if self.config.predict {
+            self.collision
+                .set_pose(object.id, object.position, object.rotation, object.velocity);
+        }
     }
 
     fn reconcile(&mut self, ack: Option<u32>) {

@@ -143,3 +143,47 @@ fn a_client_joins_moves_and_is_acknowledged_over_real_sockets() {
     }
     drop(server);
 }
+
+#[test]
+fn a_light_client_decodes_and_acknowledges_without_buffering_anything() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = Server::start("light");
+    runtime.block_on(async {
+        let mut config = nexus_client::SessionConfig::new("light", "bot-1");
+        config.encoding = Encoding::Binary;
+        config.predict = false;
+        config.interpolate = false;
+        let mut options = transport::ConnectOptions::new(config);
+        options.immediate_acks = true;
+        options.frame_rate = 10.0;
+        let mut client = transport::connect_with(&server.url, options)
+            .await
+            .expect("joins");
+        client
+            .step(&Controls::default(), Duration::from_millis(1500))
+            .await
+            .unwrap();
+        let session = client.session();
+        let stats = session.stats();
+        assert!(stats.states_applied > 15, "{stats:?}");
+        assert_eq!(stats.malformed_frames, 0, "{stats:?}");
+        // The ground is known (decoded and applied), but nothing is kept for playback.
+        assert!(
+            session
+                .objects()
+                .values()
+                .any(|o| o.kind == BodyKind::Static),
+            "the ground is known"
+        );
+        assert!(session.remote_objects().is_empty(), "nothing buffered");
+        // Acks reached the server: after the first full state the stream is deltas, which for a
+        // resting world are a few bytes each.
+        let per_state = stats.bytes_received as f64 / stats.states_applied as f64;
+        assert!(per_state < 400.0, "{per_state} bytes per state");
+        client.close().await;
+    });
+}

@@ -44,6 +44,8 @@ nexus-bots: open N WebSocket clients that move, jump and interact (loopback serv
   --frame-rate HZ      session updates per second per client (default 30)
   --send-interval T    ticks per input message (default 2)
   --no-predict         skip prediction (cheaper clients; no correction figures)
+  --light              decode, apply and acknowledge states but buffer nothing for display
+                       (the cheapest client that still loads the server like a real one)
   --threads N          tokio worker threads (default 2)
   --seed N             randomness of moves and network (default 1)
   --quiet              no per-client table
@@ -65,6 +67,7 @@ struct Args {
     frame_rate: f64,
     send_interval: u32,
     predict: bool,
+    interpolate: bool,
     threads: usize,
     seed: u64,
     quiet: bool,
@@ -86,6 +89,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         frame_rate: 30.0,
         send_interval: 2,
         predict: true,
+        interpolate: true,
         threads: 2,
         seed: 1,
         quiet: false,
@@ -134,6 +138,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--threads" => args.threads = number("--threads", value("--threads")?)? as usize,
             "--seed" => args.seed = number("--seed", value("--seed")?)? as u64,
             "--no-predict" => args.predict = false,
+            "--light" => args.interpolate = false,
             "--quiet" => args.quiet = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -314,6 +319,7 @@ async fn run_bot(
     config.encoding = args.encoding;
     config.client_type = "bot".into();
     config.predict = args.predict;
+    config.interpolate = args.interpolate;
     config.send_interval_ticks = args.send_interval;
     if args.send_loss > 0.0 {
         config.redundant_inputs = 4;
