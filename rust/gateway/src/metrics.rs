@@ -58,7 +58,95 @@ pub(crate) struct CampaignMetrics {
     pub tick_nanos_last: AtomicU64,
     pub tick_nanos_max: AtomicU64,
     pub tick_nanos_total: AtomicU64,
+    pub tick_histogram: TickHistogram,
     pub snapshots_published: AtomicU64,
+}
+
+/// Upper bounds (inclusive, nanoseconds) of the tick-time histogram's buckets: 0.1 ms to 100 ms,
+/// about 25 % apart where ticks usually fall, with 16.7 ms (one 60 Hz frame) as an exact edge so
+/// the share of ticks over that budget needs no estimate. Longer ticks go to one more bucket.
+const TICK_BUCKET_BOUNDS_NANOS: [u64; 28] = [
+    100_000,
+    150_000,
+    200_000,
+    300_000,
+    400_000,
+    500_000,
+    600_000,
+    800_000,
+    1_000_000,
+    1_250_000,
+    1_500_000,
+    2_000_000,
+    2_500_000,
+    3_000_000,
+    4_000_000,
+    5_000_000,
+    6_000_000,
+    8_000_000,
+    10_000_000,
+    12_500_000,
+    15_000_000,
+    16_700_000,
+    20_000_000,
+    25_000_000,
+    33_300_000,
+    50_000_000,
+    75_000_000,
+    100_000_000,
+];
+
+/// Tick durations counted per bucket of [`TICK_BUCKET_BOUNDS_NANOS`] (plus the overflow bucket):
+/// fixed memory, one relaxed add per tick, and mergeable or subtractable by readers (Prometheus
+/// computes percentiles over any window from two scrapes).
+#[derive(Debug)]
+pub(crate) struct TickHistogram {
+    counts: [AtomicU64; TICK_BUCKET_BOUNDS_NANOS.len() + 1],
+}
+
+impl Default for TickHistogram {
+    fn default() -> Self {
+        TickHistogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl TickHistogram {
+    fn record(&self, nanos: u64) {
+        // The first bucket whose bound is at least `nanos` (bounds are inclusive, as `le` says);
+        // past the last bound, the overflow bucket.
+        let index = TICK_BUCKET_BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
+        self.counts[index].fetch_add(1, Relaxed);
+    }
+
+    fn counts(&self) -> Vec<u64> {
+        self.counts.iter().map(|c| c.load(Relaxed)).collect()
+    }
+}
+
+/// The `q`-quantile (`0..=1`) of durations counted per bucket (`counts[i]` for bucket `i` of
+/// `bounds`, one more for the overflow), estimated as Prometheus' `histogram_quantile` does:
+/// linear interpolation inside the bucket holding the rank, the first bucket starting at 0. In
+/// the overflow bucket the estimate runs up to `max` (the longest duration seen), not to infinity.
+/// 0 when nothing was counted.
+fn estimate_quantile(bounds: &[f64], counts: &[u64], max: f64, q: f64) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    for (index, &count) in counts.iter().enumerate() {
+        if count > 0 && (below + count) as f64 >= rank {
+            let lower = if index == 0 { 0.0 } else { bounds[index - 1] };
+            let upper = bounds.get(index).copied().unwrap_or(max.max(lower));
+            let fraction = (rank - below as f64) / count as f64;
+            return lower + (upper - lower) * fraction.clamp(0.0, 1.0);
+        }
+        below += count;
+    }
+    max
 }
 
 impl CampaignMetrics {
@@ -67,9 +155,16 @@ impl CampaignMetrics {
         self.tick_nanos_last.store(nanos, Relaxed);
         self.tick_nanos_max.fetch_max(nanos, Relaxed);
         self.tick_nanos_total.fetch_add(nanos, Relaxed);
+        self.tick_histogram.record(nanos);
     }
 
     pub fn snapshot(&self, campaign_id: &str) -> CampaignMetricsSnapshot {
+        let bounds: Vec<f64> = TICK_BUCKET_BOUNDS_NANOS
+            .iter()
+            .map(|&nanos| nanos_to_seconds(nanos))
+            .collect();
+        let counts = self.tick_histogram.counts();
+        let max = nanos_to_seconds(self.tick_nanos_max.load(Relaxed));
         CampaignMetricsSnapshot {
             campaign_id: campaign_id.to_string(),
             clients: self.clients.load(Relaxed),
@@ -82,6 +177,10 @@ impl CampaignMetrics {
             tick_seconds_last: nanos_to_seconds(self.tick_nanos_last.load(Relaxed)),
             tick_seconds_max: nanos_to_seconds(self.tick_nanos_max.load(Relaxed)),
             tick_seconds_total: nanos_to_seconds(self.tick_nanos_total.load(Relaxed)),
+            tick_seconds_p50: estimate_quantile(&bounds, &counts, max, 0.5),
+            tick_seconds_p99: estimate_quantile(&bounds, &counts, max, 0.99),
+            tick_seconds_bucket_bounds: bounds,
+            tick_seconds_bucket_counts: counts,
             snapshots_published: self.snapshots_published.load(Relaxed),
         }
     }
@@ -167,6 +266,16 @@ pub struct CampaignMetricsSnapshot {
     pub tick_seconds_max: f64,
     /// Sum of reported tick durations (with `ticks`, gives the mean).
     pub tick_seconds_total: f64,
+    /// Median tick duration since the gateway started, estimated from the histogram (linear
+    /// inside a bucket). For a window, subtract two scrapes of the Prometheus buckets.
+    pub tick_seconds_p50: f64,
+    /// 99th percentile of the tick duration since the gateway started, estimated likewise.
+    pub tick_seconds_p99: f64,
+    /// Upper bounds (inclusive), seconds, of the tick-time histogram's buckets, ascending.
+    pub tick_seconds_bucket_bounds: Vec<f64>,
+    /// Ticks per bucket, not cumulative: `[i]` counts durations above bound `i - 1` and at most
+    /// bound `i`; the last entry (one more than the bounds) counts those above the last bound.
+    pub tick_seconds_bucket_counts: Vec<u64>,
     /// State snapshots the host published.
     pub snapshots_published: u64,
 }
@@ -423,6 +532,33 @@ impl MetricsSnapshot {
                 campaign.tick_seconds_total
             );
         }
+        let name = "nexus_gateway_campaign_tick_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Host tick durations, per campaign.\n# TYPE {name} histogram"
+        );
+        for campaign in &self.campaigns {
+            let label = escape_label(&campaign.campaign_id);
+            // Buckets are cumulative in the exposition format; `_count` is the `+Inf` bucket,
+            // so both come from the same counts even though the counters are read one by one.
+            let mut cumulative = 0u64;
+            for (index, &count) in campaign.tick_seconds_bucket_counts.iter().enumerate() {
+                cumulative += count;
+                let le = match campaign.tick_seconds_bucket_bounds.get(index) {
+                    Some(bound) => bound.to_string(),
+                    None => "+Inf".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{campaign=\"{label}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{name}_sum{{campaign=\"{label}\"}} {}\n{name}_count{{campaign=\"{label}\"}} {cumulative}",
+                campaign.tick_seconds_total
+            );
+        }
         out
     }
 }
@@ -467,5 +603,119 @@ mod tests {
             let value = line.rsplit_once(' ').expect("sample has a value").1;
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    /// Bucket index of a tick duration, by its bound in milliseconds (the overflow bucket: None).
+    fn bucket_of_bound_ms(ms: Option<f64>) -> usize {
+        match ms {
+            Some(ms) => TICK_BUCKET_BOUNDS_NANOS
+                .iter()
+                .position(|&nanos| nanos as f64 / 1e6 == ms)
+                .expect("a bucket bound"),
+            None => TICK_BUCKET_BOUNDS_NANOS.len(),
+        }
+    }
+
+    #[test]
+    fn tick_histogram_counts_each_duration_in_its_inclusive_bucket() {
+        let campaign = CampaignMetrics::default();
+        for nanos in [
+            0,
+            50_000,
+            100_000,     // on the first bound: still the first bucket (`le` is inclusive)
+            100_001,     // just above it: the second
+            16_700_000,  // the 60 Hz budget, exactly
+            16_700_001,  // just over budget
+            100_000_000, // the last bound
+            100_000_001, // overflow
+            2_000_000_000,
+        ] {
+            campaign.record_tick(nanos);
+        }
+        let snapshot = campaign.snapshot("0");
+        let mut expected = vec![0u64; TICK_BUCKET_BOUNDS_NANOS.len() + 1];
+        expected[bucket_of_bound_ms(Some(0.1))] = 3;
+        expected[bucket_of_bound_ms(Some(0.15))] = 1;
+        expected[bucket_of_bound_ms(Some(16.7))] = 1;
+        expected[bucket_of_bound_ms(Some(20.0))] = 1;
+        expected[bucket_of_bound_ms(Some(100.0))] = 1;
+        expected[bucket_of_bound_ms(None)] = 2;
+        assert_eq!(snapshot.tick_seconds_bucket_counts, expected);
+        assert_eq!(snapshot.tick_seconds_bucket_bounds.len(), 28);
+        assert_eq!(snapshot.tick_seconds_bucket_bounds[0], 0.0001);
+        assert_eq!(snapshot.tick_seconds_bucket_bounds[21], 0.0167);
+
+        let text = Metrics::default().snapshot(vec![snapshot]).to_prometheus();
+        let name = "nexus_gateway_campaign_tick_seconds";
+        for line in [
+            format!("# TYPE {name} histogram\n"),
+            format!("\n{name}_bucket{{campaign=\"0\",le=\"0.0001\"}} 3\n"),
+            format!("\n{name}_bucket{{campaign=\"0\",le=\"0.00015\"}} 4\n"),
+            format!("\n{name}_bucket{{campaign=\"0\",le=\"0.015\"}} 4\n"),
+            format!("\n{name}_bucket{{campaign=\"0\",le=\"0.0167\"}} 5\n"),
+            format!("\n{name}_bucket{{campaign=\"0\",le=\"0.02\"}} 6\n"),
+            format!("\n{name}_bucket{{campaign=\"0\",le=\"0.1\"}} 7\n"),
+            format!("\n{name}_bucket{{campaign=\"0\",le=\"+Inf\"}} 9\n"),
+            format!("\n{name}_count{{campaign=\"0\"}} 9\n"),
+            format!("\n{name}_sum{{campaign=\"0\"}} 2.233650003\n"),
+        ] {
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        }
+        // One bucket line per bound plus `+Inf`, cumulative counts never decreasing.
+        let cumulative: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with("nexus_gateway_campaign_tick_seconds_bucket{"))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+            .collect();
+        assert_eq!(cumulative.len(), 29);
+        assert!(
+            cumulative.windows(2).all(|w| w[0] <= w[1]),
+            "{cumulative:?}"
+        );
+    }
+
+    #[test]
+    fn tick_percentiles_interpolate_inside_the_bucket_holding_the_rank() {
+        let campaign = CampaignMetrics::default();
+        let empty = campaign.snapshot("0");
+        assert_eq!((empty.tick_seconds_p50, empty.tick_seconds_p99), (0.0, 0.0));
+
+        // 98 ticks in (1.0, 1.25] ms and 2 in (25, 33.3] ms.
+        for _ in 0..98 {
+            campaign.record_tick(1_100_000);
+        }
+        campaign.record_tick(30_000_000);
+        campaign.record_tick(31_000_000);
+        let snapshot = campaign.snapshot("0");
+        // Rank 50 of the 98 in the first bucket: 1.0 + 0.25 * 50/98 ms.
+        let p50 = 0.001 + 0.00025 * 50.0 / 98.0;
+        assert!(
+            (snapshot.tick_seconds_p50 - p50).abs() < 1e-12,
+            "{snapshot:?}"
+        );
+        // Rank 99: the first of the two in (25, 33.3] ms, half-way through that bucket.
+        let p99 = 0.025 + (0.0333 - 0.025) * 0.5;
+        assert!(
+            (snapshot.tick_seconds_p99 - p99).abs() < 1e-12,
+            "{snapshot:?}"
+        );
+    }
+
+    #[test]
+    fn tick_percentiles_beyond_the_last_bound_run_up_to_the_longest_tick() {
+        let campaign = CampaignMetrics::default();
+        for _ in 0..10 {
+            campaign.record_tick(200_000_000);
+        }
+        let snapshot = campaign.snapshot("0");
+        // Half-way between the last bound (100 ms) and the longest tick (200 ms).
+        assert!(
+            (snapshot.tick_seconds_p50 - 0.15).abs() < 1e-12,
+            "{snapshot:?}"
+        );
+        assert!(
+            (snapshot.tick_seconds_p99 - 0.199).abs() < 1e-12,
+            "{snapshot:?}"
+        );
     }
 }

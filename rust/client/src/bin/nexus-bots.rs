@@ -3,7 +3,9 @@
 //! Opens N clients against a server on this machine (loopback only), each running the real
 //! client session (prediction, reconciliation, interpolation) behind emulated latency, jitter and
 //! loss; they move, jump and interact. Bounded in count and time. Prints a table, then one
-//! machine-readable line starting with `NEXUS_BOTS_SUMMARY ` followed by JSON.
+//! machine-readable line starting with `NEXUS_BOTS_SUMMARY ` followed by JSON. SIGINT or SIGTERM
+//! ends every bot's session early (a script decides when its measurement is over) and still
+//! reports.
 //!
 //! ```text
 //! nexus-bots --url ws://127.0.0.1:9090/ws --campaign 0 --count 100 --duration 30 \
@@ -12,6 +14,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nexus_client::netem::{LinkConditions, Rng};
@@ -49,6 +52,8 @@ nexus-bots: open N WebSocket clients that move, jump and interact (loopback serv
   --threads N          tokio worker threads (default 2)
   --seed N             randomness of moves and network (default 1)
   --quiet              no per-client table
+
+SIGINT or SIGTERM ends every session early (no new connections), then reports as usual.
 ";
 
 #[derive(Clone, Debug)]
@@ -314,6 +319,7 @@ async fn run_bot(
     args: Arc<Args>,
     index: usize,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    stop: Arc<AtomicBool>,
 ) -> BotReport {
     let mut config = SessionConfig::new(&args.campaign, &format!("{}-{index}", args.token_prefix));
     config.encoding = args.encoding;
@@ -350,7 +356,7 @@ async fn run_bot(
     let mut behaviour = Behaviour::new(args.seed ^ (index as u64).wrapping_mul(0x9E37));
     let mut result = Ok(());
     // Interactions need `&mut` access between runs: play in one-second slices.
-    while Instant::now() < deadline && !client.is_closed() {
+    while Instant::now() < deadline && !client.is_closed() && !stop.load(Ordering::Relaxed) {
         let slice_end = (Instant::now() + Duration::from_secs(1)).min(deadline);
         result = client
             .run_until(slice_end, |_, now| behaviour.controls(now))
@@ -392,8 +398,10 @@ async fn run_bot(
 /// The final machine-readable line.
 #[derive(Serialize)]
 struct Summary {
-    /// Bots started (`clients` below counts those that connected).
+    /// Bots asked for (`--count`).
     requested: usize,
+    /// Bots started: fewer than requested when a signal stopped the run during the ramp.
+    started: usize,
     connected: usize,
     failed: usize,
     closed_early: usize,
@@ -405,6 +413,8 @@ struct Summary {
     #[serde(flatten)]
     stats: StatsSummary,
     first_error: Option<String>,
+    /// A signal ended the sessions before `duration_s`.
+    stopped_by_signal: bool,
 }
 
 fn main() -> ExitCode {
@@ -434,11 +444,35 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let reports = runtime.block_on(run_all(args.clone()));
-    report(&args, &reports)
+    let stop = Arc::new(AtomicBool::new(false));
+    let reports = runtime.block_on(async {
+        watch_stop_signals(stop.clone());
+        run_all(args.clone(), stop.clone()).await
+    });
+    report(&args, &reports, stop.load(Ordering::Relaxed))
 }
 
-async fn run_all(args: Arc<Args>) -> Vec<BotReport> {
+/// Sets `stop` on the first SIGINT or SIGTERM. Without signal support the bots simply run their
+/// full duration.
+fn watch_stop_signals(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("warning: cannot watch SIGINT/SIGTERM; bots will run their full duration");
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+async fn run_all(args: Arc<Args>, stop: Arc<AtomicBool>) -> Vec<BotReport> {
     // Connection attempts in flight at once (the rest wait): a burst of thousands of handshakes
     // would only measure the accept queue.
     let handshakes = Arc::new(Semaphore::new(64));
@@ -446,7 +480,15 @@ async fn run_all(args: Arc<Args>) -> Vec<BotReport> {
     for index in 0..args.count {
         // Held until the bot is welcomed (or failed).
         let permit = handshakes.clone().acquire_owned().await.ok();
-        tasks.push(tokio::spawn(run_bot(args.clone(), index, permit)));
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        tasks.push(tokio::spawn(run_bot(
+            args.clone(),
+            index,
+            permit,
+            stop.clone(),
+        )));
         if !args.ramp.is_zero() {
             tokio::time::sleep(args.ramp).await;
         }
@@ -464,7 +506,7 @@ async fn run_all(args: Arc<Args>) -> Vec<BotReport> {
     reports
 }
 
-fn report(args: &Args, reports: &[BotReport]) -> ExitCode {
+fn report(args: &Args, reports: &[BotReport], stopped_by_signal: bool) -> ExitCode {
     let connected: Vec<&BotReport> = reports.iter().filter(|r| r.stats.is_some()).collect();
     let failed = reports.len() - connected.len();
     let closed_early = reports.iter().filter(|r| r.closed_early.is_some()).count();
@@ -510,10 +552,14 @@ fn report(args: &Args, reports: &[BotReport]) -> ExitCode {
     );
     println!();
     println!(
-        "clients            {} ({} connected, {failed} failed, {closed_early} closed early)",
+        "clients            {} ({} started, {} connected, {failed} failed, {closed_early} closed early)",
+        args.count,
         reports.len(),
         connected.len()
     );
+    if stopped_by_signal {
+        println!("stopped            by a signal, before the sessions' full duration");
+    }
     println!(
         "rx per client      {:.0} B/s",
         stats.rx_bytes_per_sec_per_client
@@ -538,7 +584,8 @@ fn report(args: &Args, reports: &[BotReport]) -> ExitCode {
         println!("first error        {error}");
     }
     let summary = Summary {
-        requested: reports.len(),
+        requested: args.count,
+        started: reports.len(),
         connected: connected.len(),
         failed,
         closed_early,
@@ -549,6 +596,7 @@ fn report(args: &Args, reports: &[BotReport]) -> ExitCode {
         duration_s: args.duration,
         stats,
         first_error,
+        stopped_by_signal,
     };
     match serde_json::to_string(&summary) {
         Ok(json) => println!("NEXUS_BOTS_SUMMARY {json}"),
