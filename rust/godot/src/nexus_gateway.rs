@@ -18,7 +18,8 @@ use crate::convert::{dictionary_to_json, to_variant};
 /// Authentication: with a `secret` (or `secret_file`) only signed tokens are accepted; with
 /// `development_mode` any non-empty token is accepted as the player's name. With neither the
 /// gateway refuses to start. On the command line (after `--`) `--port=N`, `--bind=ADDR`,
-/// `--secret-file=FILE` and `--dev` override the properties when `allow_command_line` is on, as
+/// `--secret-file=FILE`, `--dev`, `--max-connections=N` and `--max-connections-per-address=N`
+/// override the properties when `allow_command_line` is on, as
 /// does a `NEXUS_SECRET` environment variable.
 #[derive(GodotClass)]
 #[class(init, base = Node)]
@@ -61,7 +62,8 @@ pub struct NexusGateway {
     #[export]
     #[init(val = true)]
     quit_on_termination_signal: bool,
-    /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev` after `--` override the properties.
+    /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev`, `--max-connections=`,
+    /// `--max-connections-per-address=` after `--` override the properties.
     #[export]
     #[init(val = true)]
     allow_command_line: bool,
@@ -266,6 +268,15 @@ impl NexusGateway {
         let mut bind = self.bind_address.to_string();
         let mut secret_file = self.secret_file.to_string();
         let mut development = self.development_mode;
+        let mut max_connections = self.max_connections;
+        let mut max_per_address = self.max_connections_per_address;
+        let count = |flag: &str, value: &str| -> Result<i32, String> {
+            value
+                .parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| format!("{flag}={value} is not a positive number"))
+        };
         if self.allow_command_line {
             for arg in Os::singleton().get_cmdline_user_args().as_slice() {
                 let arg = arg.to_string();
@@ -280,6 +291,10 @@ impl NexusGateway {
                     development = false;
                 } else if arg == "--dev" {
                     development = true;
+                } else if let Some(value) = arg.strip_prefix("--max-connections=") {
+                    max_connections = count("--max-connections", value)?;
+                } else if let Some(value) = arg.strip_prefix("--max-connections-per-address=") {
+                    max_per_address = count("--max-connections-per-address", value)?;
                 }
             }
         }
@@ -316,9 +331,8 @@ impl NexusGateway {
             }
         };
         config.bind = SocketAddr::new(ip, port);
-        config.limits.max_connections = self.max_connections.max(1) as usize;
-        config.limits.max_connections_per_address =
-            self.max_connections_per_address.max(1) as usize;
+        config.limits.max_connections = max_connections.max(1) as usize;
+        config.limits.max_connections_per_address = max_per_address.max(1) as usize;
         config.path = self.endpoint_path.to_string();
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

@@ -102,6 +102,9 @@ impl std::fmt::Debug for World {
     }
 }
 
+/// Spawn spots tried around the spawn point before giving up (about a 75 m radius).
+const MAX_SPAWN_CANDIDATES: u32 = 4096;
+
 impl World {
     /// Creates an empty world (no ground: add one, or a terrain).
     pub fn new(config: WorldConfig) -> World {
@@ -551,9 +554,33 @@ impl World {
         let settings = &self.config.movement;
         let capsule = settings.capsule();
         let query = self.physics.query_pipeline();
-        // Golden-angle spiral: candidates spread evenly, the same order every time.
         let clearance = settings.capsule_half_height + settings.capsule_radius + 0.05;
-        for i in 0..64u32 {
+        let spacing = 2.0 * settings.capsule_radius + 0.1;
+        // Avatars added since the last step are not in the broad phase yet: a grid of every
+        // avatar's position (cells of `spacing`) answers "is one near?" without a scan per
+        // candidate, so a thousand players joining at once still cost little each.
+        let cell = |x: f32, z: f32| ((x / spacing).floor() as i32, (z / spacing).floor() as i32);
+        let mut avatars: BTreeMap<(i32, i32), Vec<[f32; 3]>> = BTreeMap::new();
+        for other in self.players.values() {
+            let q = other.character.position;
+            avatars.entry(cell(q[0], q[2])).or_default().push(q);
+        }
+        let near_avatar = |p: [f32; 3]| {
+            let (cx, cz) = cell(p[0], p[2]);
+            (cx - 1..=cx + 1).any(|x| {
+                (cz - 1..=cz + 1).any(|z| {
+                    avatars.get(&(x, z)).is_some_and(|list| {
+                        list.iter().any(|q| {
+                            let d2 = (p[0] - q[0]).powi(2) + (p[2] - q[2]).powi(2);
+                            (p[1] - q[1]).abs() < 2.0 * clearance && d2 < spacing * spacing
+                        })
+                    })
+                })
+            })
+        };
+        // Golden-angle spiral: candidates spread evenly, the same order every time; enough of
+        // them for thousands of players around one spawn point.
+        for i in 0..MAX_SPAWN_CANDIDATES {
             let r = 1.2 * (i as f32).sqrt();
             let a = i as f32 * 2.399_963;
             let (x, z) = (base[0] + r * a.cos(), base[2] + r * a.sin());
@@ -563,14 +590,7 @@ impl World {
                 None => base[1],
             };
             let p = [x, y, z];
-            // Avatars added since the last step are not in the broad phase yet: check them here.
-            let near_avatar = self.players.values().any(|other| {
-                let q = other.character.position;
-                let d2 = (p[0] - q[0]).powi(2) + (p[2] - q[2]).powi(2);
-                (p[1] - q[1]).abs() < 2.0 * clearance
-                    && d2 < (2.0 * settings.capsule_radius + 0.1).powi(2)
-            });
-            if near_avatar {
+            if near_avatar(p) {
                 continue;
             }
             let pose = rapier3d::prelude::Pose::from_translation(Vector::from_array(p));

@@ -408,6 +408,27 @@ fn players_spawn_once_apart_and_leave_cleanly() {
     assert_eq!(world.clients(), vec![2]);
 }
 
+#[test]
+fn hundreds_of_players_joining_at_once_get_their_own_spots() {
+    let mut world = world_with_ground();
+    // All in one tick, before any step: none of them is in the broad phase yet.
+    let avatars: Vec<_> = (0..300)
+        .map(|c| world.spawn_player(c, &format!("p{c}"), None).unwrap())
+        .collect();
+    let positions: Vec<[f32; 3]> = avatars
+        .iter()
+        .map(|&a| world.object_state(a).unwrap().position)
+        .collect();
+    // No two capsules (radius 0.35 m on the default settings) overlap.
+    let mut closest = f32::INFINITY;
+    for (i, p) in positions.iter().enumerate() {
+        for q in &positions[i + 1..] {
+            closest = closest.min(dist(*p, *q));
+        }
+    }
+    assert!(closest > 0.7, "two avatars spawned {closest} m apart");
+}
+
 /// A player at `start` that walks along -Z for `ticks` ticks with `make` building each input.
 fn walk(world: &mut World, client: ClientId, ticks: u32, make: impl Fn(u32) -> PlayerInput) {
     let batch: Vec<_> = (1..=ticks).map(make).collect();
