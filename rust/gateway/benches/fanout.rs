@@ -247,12 +247,16 @@ struct RunResult {
     encode_us_per_message: f64,
 }
 
-fn run(clients: usize, binary: bool, samples: u64, objects: usize) -> RunResult {
+fn run(clients: usize, binary: bool, shared: bool, samples: u64, objects: usize) -> RunResult {
     let mut config = GatewayConfig::development();
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.limits.max_connections = clients + 16;
     config.limits.max_connections_per_address = clients + 16;
     config.interest = InterestSettings::everything();
+    if !shared {
+        // The per-client encoders: the baseline the shared stream is measured against.
+        config.interest.shared = None;
+    }
     let gateway: GatewayHandle = Gateway::start(config).expect("gateway");
     let link = gateway.open_campaign("bench").unwrap();
     let arrivals = Arc::new(Arrivals {
@@ -345,26 +349,59 @@ fn main() {
     }
     println!();
     println!(
-        "| clients | encoding | median ms | p90 ms | max ms | vs 1 client (median) | µs per client | encode µs per message | KiB out per snapshot | missed |"
+        "| clients | encoding | stream | median ms | p90 ms | max ms | vs 1 client (median) | vs per-client (median) | µs per client | encode µs per message | KiB out per snapshot | missed |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut baselines: HashMap<bool, Duration> = HashMap::new();
     for binary in [false, true] {
         let encoding = if binary { "binary" } else { "json" };
-        let base = run(1, binary, samples, objects);
+        let base = run(1, binary, true, samples, objects);
         baselines.insert(binary, base.median);
-        print_row(1, encoding, &base, base.median);
+        print_row(1, encoding, "shared", &base, base.median, None);
         for &clients in &counts {
-            let result = run(clients, binary, samples, objects);
-            print_row(clients, encoding, &result, baselines[&binary]);
+            let per_client = run(clients, binary, false, samples, objects);
+            print_row(
+                clients,
+                encoding,
+                "per-client",
+                &per_client,
+                baselines[&binary],
+                None,
+            );
+            let shared = run(clients, binary, true, samples, objects);
+            print_row(
+                clients,
+                encoding,
+                "shared",
+                &shared,
+                baselines[&binary],
+                Some(per_client.median),
+            );
         }
     }
+    println!();
+    println!(
+        "encode µs per message: encoding time over messages sent (a shared encoding is counted once, however many clients it serves)"
+    );
 }
 
-fn print_row(clients: usize, encoding: &str, result: &RunResult, baseline: Duration) {
+fn print_row(
+    clients: usize,
+    encoding: &str,
+    stream: &str,
+    result: &RunResult,
+    baseline: Duration,
+    per_client: Option<Duration>,
+) {
     let ratio = result.median.as_secs_f64() / baseline.as_secs_f64().max(1e-9);
+    let versus = per_client.map_or("".to_owned(), |p| {
+        format!(
+            "{:.2}x",
+            result.median.as_secs_f64() / p.as_secs_f64().max(1e-9)
+        )
+    });
     println!(
-        "| {clients} | {encoding} | {} | {} | {} | {ratio:.1}x | {:.1} | {:.1} | {:.1} | {} |",
+        "| {clients} | {encoding} | {stream} | {} | {} | {} | {ratio:.1}x | {versus} | {:.1} | {:.1} | {:.1} | {} |",
         ms(result.median),
         ms(result.p90),
         ms(result.max),
