@@ -16,17 +16,14 @@
 use std::collections::HashMap;
 
 use nexus_sim::movement::{self, CharacterState, MovementSettings};
+use nexus_sim::shapes::{ShapeError, build_shape};
 use nexus_sim::{BodyKind, ObjectId, PlayerInput, Shape, TerrainPatch};
-use rapier3d::parry::utils::Array2;
 use rapier3d::prelude::{
     ActiveCollisionTypes, ColliderBuilder, ColliderHandle, PhysicsWorld, Pose, QueryFilter,
-    RigidBodyBuilder, RigidBodyHandle, Rotation, SharedShape, Vector,
+    RigidBodyBuilder, RigidBodyHandle, Rotation, Vector,
 };
 
 use crate::error::ClientError;
-
-/// Most vertices or heights accepted in one shape (as the server).
-const VERTEX_LIMIT: usize = 1 << 22;
 
 #[derive(Clone, Debug)]
 struct Mirrored {
@@ -93,8 +90,9 @@ impl CollisionWorld {
         position: [f32; 3],
         rotation: [f32; 4],
     ) -> Result<(), ClientError> {
-        let built = build_shape(shape).map_err(|message| {
-            ClientError::new("invalid_shape", format!("object {id}: {message}"))
+        // The server's own validation and construction: the copy collides exactly as the server.
+        let built = build_shape(shape).map_err(|error| {
+            ClientError::new(ShapeError::CODE, format!("object {id}: {}", error.message))
         })?;
         if !position.iter().all(|c| c.is_finite()) {
             return Err(ClientError::new(
@@ -103,8 +101,7 @@ impl CollisionWorld {
             ));
         }
         self.remove(id);
-        let sphere = built.compute_local_bounding_sphere();
-        let bounding_radius = sphere.center.length() + sphere.radius;
+        let bounding_radius = built.bounding_radius;
         let body = match kind {
             BodyKind::Dynamic => RigidBodyBuilder::dynamic(),
             BodyKind::Kinematic | BodyKind::Player => RigidBodyBuilder::kinematic_position_based(),
@@ -113,7 +110,7 @@ impl CollisionWorld {
         .pose(pose(position, rotation))
         .user_data(u128::from(id));
         let body = self.physics.bodies.insert(body);
-        let collider = ColliderBuilder::new(built)
+        let collider = ColliderBuilder::new(built.shape)
             .active_collision_types(ActiveCollisionTypes::empty())
             .user_data(u128::from(id));
         let collider =
@@ -320,110 +317,6 @@ pub(crate) fn unit_rotation(q: [f32; 4]) -> Rotation {
     } else {
         Rotation::IDENTITY
     }
-}
-
-fn positive(value: f32, what: &str) -> Result<f32, String> {
-    if value.is_finite() && value > 0.0 {
-        Ok(value)
-    } else {
-        Err(format!("{what} must be finite and positive, got {value}"))
-    }
-}
-
-fn points(points: &[[f32; 3]], what: &str) -> Result<Vec<Vector>, String> {
-    if points.len() > VERTEX_LIMIT {
-        return Err(format!("too many {what}s ({})", points.len()));
-    }
-    points
-        .iter()
-        .map(|p| {
-            if p.iter().all(|c| c.is_finite()) {
-                Ok(Vector::from_array(*p))
-            } else {
-                Err(format!("{what} {p:?} is not finite"))
-            }
-        })
-        .collect()
-}
-
-/// The rapier shape of a contract shape, built as the server builds it. Bad numbers give an error
-/// (the shape comes from the network), never a panic.
-pub(crate) fn build_shape(shape: &Shape) -> Result<SharedShape, String> {
-    Ok(match shape {
-        Shape::Box { half_extents } => {
-            let [x, y, z] = *half_extents;
-            SharedShape::cuboid(
-                positive(x, "box half extent x")?,
-                positive(y, "box half extent y")?,
-                positive(z, "box half extent z")?,
-            )
-        }
-        Shape::Sphere { radius } => SharedShape::ball(positive(*radius, "sphere radius")?),
-        Shape::Capsule {
-            half_height,
-            radius,
-        } => SharedShape::capsule_y(
-            positive(*half_height, "capsule half height")?,
-            positive(*radius, "capsule radius")?,
-        ),
-        Shape::Cylinder {
-            half_height,
-            radius,
-        } => SharedShape::cylinder(
-            positive(*half_height, "cylinder half height")?,
-            positive(*radius, "cylinder radius")?,
-        ),
-        Shape::ConvexHull { points: hull } => {
-            if hull.len() < 4 {
-                return Err(format!("a convex hull needs 4 points, got {}", hull.len()));
-            }
-            SharedShape::convex_hull(&points(hull, "convex hull point")?)
-                .ok_or_else(|| "the convex hull points are degenerate".to_string())?
-        }
-        Shape::TriangleMesh { vertices, indices } => {
-            if vertices.len() < 3 || indices.is_empty() || indices.len() > VERTEX_LIMIT {
-                return Err(format!(
-                    "a triangle mesh needs 3 vertices and 1 triangle, got {} and {}",
-                    vertices.len(),
-                    indices.len()
-                ));
-            }
-            if let Some(bad) = indices
-                .iter()
-                .flatten()
-                .find(|i| **i as usize >= vertices.len())
-            {
-                return Err(format!("triangle index {bad} is out of range"));
-            }
-            SharedShape::trimesh(points(vertices, "mesh vertex")?, indices.clone())
-                .map_err(|e| format!("invalid triangle mesh: {e:?}"))?
-        }
-        Shape::Heightfield {
-            rows,
-            cols,
-            heights,
-            size,
-        } => {
-            let (rows, cols) = (*rows as usize, *cols as usize);
-            if rows < 2 || cols < 2 || rows.saturating_mul(cols) > VERTEX_LIMIT {
-                return Err(format!("a heightfield needs 2x2..{VERTEX_LIMIT} samples"));
-            }
-            if heights.len() != rows * cols || heights.iter().any(|h| !h.is_finite()) {
-                return Err(format!(
-                    "a {rows}x{cols} heightfield needs {} finite heights",
-                    rows * cols
-                ));
-            }
-            let scale = [
-                positive(size[0], "heightfield size x")?,
-                positive(size[1], "heightfield vertical scale")?,
-                positive(size[2], "heightfield size z")?,
-            ];
-            // Row-major on the wire; parry's storage order differs (same meaning as the server).
-            let array = Array2::from_fn(rows, cols, |r, c| heights[r * cols + c]);
-            SharedShape::heightfield(array, Vector::from_array(scale))
-        }
-    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::command::EnvironmentCommand;
 use crate::config::EnvironmentSettings;
 use crate::error::SimError;
 use crate::event::{TerrainPatch, WorldEvent};
-use crate::objects::heightfield_array;
+use crate::shapes::heightfield_array;
 use crate::state::{
     BodyKind, EnvironmentState, ObjectDesc, ObjectId, Shape, WeatherKind, WeatherState,
 };

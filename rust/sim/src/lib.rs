@@ -39,7 +39,7 @@
 //!
 //! Modules: [`world`](World) (objects, players, the tick), [`input`] (queues), [`interaction`],
 //! environment (weather, wind, day/night, terrain: methods on [`World`]), [`particles`],
-//! [`movement`] (shared with predicting clients), [`save`] (rollback and persistence), and the
+//! [`movement`] and [`shapes`] (shared with predicting clients), [`save`] (rollback and persistence), and the
 //! contract types [`state`], [`command`], [`event`].
 #![warn(missing_docs)]
 
@@ -55,6 +55,7 @@ mod objects;
 pub mod particles;
 mod persistence;
 pub mod save;
+pub mod shapes;
 pub mod state;
 mod tracking;
 mod world;
@@ -70,5 +71,6 @@ pub use interaction::{InteractionHandler, InteractionReply, InteractionVeto};
 pub use movement::{CharacterState, MovementSettings};
 pub use particles::{EmitterDesc, ParticleSystem};
 pub use save::WorldSave;
+pub use shapes::{BuiltShape, ShapeError, build_shape};
 pub use state::*;
 pub use world::{MAX_OBJECT_ID, MAX_PENDING_INTERACTIONS, World};

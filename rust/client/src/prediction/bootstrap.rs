@@ -43,6 +43,20 @@ fn exact() -> f32 {
     nexus_protocol::quant::POSITION_MAX_ERROR + 1.0e-4
 }
 
+/// Whether two candidate states are the same start for every purpose: the movement code settles
+/// a grounded avatar at one height, so different idle counts from a resting spawn end up equal to
+/// within rounding, far below anything the stream can tell apart (and such differences no longer
+/// grow). Keeping such twins apart would hold the search open for nothing, and let it absorb
+/// real corrections as rebases.
+fn indistinguishable(a: &CharacterState, b: &CharacterState) -> bool {
+    const SAME: f32 = 1.0e-4;
+    let close = |x: [f32; 3], y: [f32; 3]| (0..3).all(|i| (x[i] - y[i]).abs() <= SAME);
+    a.grounded == b.grounded
+        && a.look == b.look
+        && (a.vertical_speed - b.vertical_speed).abs() <= SAME
+        && close(a.position, b.position)
+}
+
 /// Advances `state` through the history's inputs in `(after, upto]`.
 fn advance(
     predictor: &Predictor,
@@ -110,7 +124,7 @@ pub(super) fn narrow(
                 );
                 let state = advance(predictor, world, start, None, ack_seq);
                 let e = error(server, &state);
-                if e <= exact() && !states.iter().any(|(s, _)| *s == state) {
+                if e <= exact() && !states.iter().any(|(s, _)| indistinguishable(s, &state)) {
                     states.push((state, e * e));
                 }
             }
@@ -134,7 +148,9 @@ pub(super) fn narrow(
                     .filter(|(_, _, e)| *e <= exact())
                     .map(|(s, score, _)| (s, score))
                     .collect();
-                candidates.states.dedup_by(|a, b| a.0 == b.0);
+                candidates
+                    .states
+                    .dedup_by(|a, b| indistinguishable(&a.0, &b.0));
                 candidates.at = ack_seq;
                 candidates.acks += 1;
             }
@@ -148,7 +164,12 @@ pub(super) fn narrow(
         .map(|s| s.state)
         .or((predictor.confirmed_seq == Some(ack_seq)).then_some(predictor.confirmed));
     // Keep following the current start while it survives (switching is a visible shift).
-    let keep = current_at_ack.filter(|c| candidates.states.iter().any(|(s, _)| s == c));
+    let keep = current_at_ack.filter(|c| {
+        candidates
+            .states
+            .iter()
+            .any(|(s, _)| indistinguishable(s, c))
+    });
     let Some(best) = keep.or_else(|| {
         candidates
             .states
@@ -160,7 +181,7 @@ pub(super) fn narrow(
         predictor.bootstrap_done = true;
         return;
     };
-    if current_at_ack != Some(best) {
+    if keep.is_none() {
         // Rebase on the best candidate: exact if it is the server's start.
         let before = predictor.current.position;
         predictor.history.acknowledge(ack_seq);
