@@ -171,6 +171,9 @@ fn cross(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
     ]
 }
 
+/// Most emission bursts (and events) per second from one emitter.
+pub const EMISSIONS_PER_SECOND: u32 = 10;
+
 /// A continuous emitter.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EmitterDesc {
@@ -1692,12 +1695,17 @@ impl World {
 
     pub(crate) fn step_particles(&mut self, next: Tick) {
         let dt = self.dt();
+        // Emitters release what they accumulated in bursts, at most EMISSIONS_PER_SECOND times a
+        // second: every emission is an event every client receives, and a fountain emitting on
+        // every tick would send each client 60 of them a second.
+        let burst_every = u64::from(self.config.tick_rate / EMISSIONS_PER_SECOND).max(1);
+        let burst_tick = next.is_multiple_of(burst_every);
         let ids: Vec<u32> = self.particles.emitters.keys().copied().collect();
         for id in ids {
             let emitter = self.particles.emitters.get_mut(&id).expect("listed");
             emitter.accumulator += emitter.desc.rate * dt;
             let count = emitter.accumulator.floor();
-            if count < 1.0 {
+            if count < 1.0 || !burst_tick {
                 continue;
             }
             emitter.accumulator -= count;
