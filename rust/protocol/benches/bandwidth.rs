@@ -19,7 +19,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use nexus_protocol::{
-    Encoding, Snapshot, StateDecoder, StateEncoder, StatePayload, StreamSettings, server,
+    Encoding, SharedStateEncoder, SharedStreamSettings, SharedTimeline, Snapshot, StateDecoder,
+    StateEncoder, StatePayload, StreamSettings, server,
 };
 use nexus_sim::World;
 use nexus_sim::config::WorldConfig;
@@ -35,6 +36,8 @@ const SETTLE_SECONDS: usize = 3;
 struct Stream {
     name: &'static str,
     encoder: Option<StateEncoder>,
+    /// The gateway's default stream: encoded once per group of clients (here, one client).
+    shared: Option<(SharedTimeline, SharedStateEncoder)>,
     decoder: Option<StateDecoder>,
     acks: VecDeque<(usize, u64)>,
     bytes: Vec<usize>,
@@ -51,6 +54,7 @@ impl Stream {
         Stream {
             name,
             encoder,
+            shared: None,
             decoder,
             acks: VecDeque::new(),
             bytes: Vec::new(),
@@ -188,6 +192,15 @@ fn main() {
                 StreamSettings::default(),
             )),
         ),
+        {
+            let mut stream = Stream::new("binary shared (incl. prep)", None);
+            stream.shared = Some((
+                SharedTimeline::new("0", SharedStreamSettings::default()),
+                SharedStateEncoder::new(Encoding::Binary, f32::INFINITY),
+            ));
+            stream.decoder = Some(StateDecoder::default());
+            stream
+        },
     ];
 
     let started = Instant::now();
@@ -210,11 +223,43 @@ fn main() {
         streams[0].bytes.push(full.len());
         streams[0].listed += state.objects.len();
 
+        // The shared stream publishes its own copy (its timeline prepares it).
+        let shared_stream = &mut streams[4];
+        if let Some((timeline, encoder)) = shared_stream.shared.as_mut() {
+            while shared_stream
+                .acks
+                .front()
+                .is_some_and(|(due, _)| *due <= message)
+            {
+                let (_, tick) = shared_stream.acks.pop_front().expect("ack");
+                encoder.acknowledge(tick);
+            }
+            let t = Instant::now();
+            let current = timeline.publish(state.clone());
+            let encoded = encoder
+                .encode(timeline, &current, None, Some(message as u32))
+                .expect("ticks increase");
+            shared_stream.encode_time += t.elapsed();
+            shared_stream.bytes.push(encoded.payload.len());
+            if let (Some(decoder), StatePayload::Binary(bytes)) =
+                (&mut shared_stream.decoder, &encoded.payload)
+            {
+                let decoded = decoder.decode(bytes).expect("the stream decodes");
+                shared_stream.listed += decoded.updated.len();
+            }
+            let tick = current.tick();
+            shared_stream
+                .acks
+                .push_back((message + ACK_DELAY_MESSAGES, tick));
+        }
+
         let t = Instant::now();
         let snapshot = Snapshot::new(state);
         snapshot_time += t.elapsed();
         for (n, stream) in streams.iter_mut().enumerate().skip(1) {
-            let encoder = stream.encoder.as_mut().expect("encoder");
+            let Some(encoder) = stream.encoder.as_mut() else {
+                continue;
+            };
             while stream.acks.front().is_some_and(|(due, _)| *due <= message) {
                 let (_, tick) = stream.acks.pop_front().expect("ack");
                 encoder.acknowledge(tick);
