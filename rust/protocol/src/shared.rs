@@ -37,6 +37,9 @@ use crate::stream::{
     Encoding, FLAG_INPUT_ACK, Listing, MessagePlan, StatePayload, write_binary, write_json,
 };
 
+/// Views are taken at radii rounded up to a multiple of this, metres.
+pub const RADIUS_STEP: f32 = 8.0;
+
 /// Settings of a shared stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedStreamSettings {
@@ -544,15 +547,18 @@ pub struct SharedEncoded {
 }
 
 impl SharedStateEncoder {
-    /// A client's stream with `encoding`, seeing objects within `radius` metres.
+    /// A client's stream with `encoding`, seeing objects within `radius` metres. Views are taken
+    /// at the radius rounded up to a multiple of [`RADIUS_STEP`] (still a superset of what the
+    /// client asked for), so that clients asking for nearby radii share their messages too.
     pub fn new(encoding: Encoding, radius: f32) -> SharedStateEncoder {
+        let radius = if radius.is_nan() {
+            0.0
+        } else {
+            radius.max(0.0)
+        };
         SharedStateEncoder {
             encoding,
-            radius: if radius.is_nan() {
-                0.0
-            } else {
-                radius.max(0.0)
-            },
+            radius: (radius / RADIUS_STEP).ceil() * RADIUS_STEP,
             baseline: None,
             sent: VecDeque::new(),
             baseline_interval: SharedStreamSettings::default().baseline_interval,

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use common::{MergingClient, RandomWorld, Rng, assert_close, distance};
 use nexus_protocol::quant::{POSITION_MAX_ERROR, rotation_angle_between};
 use nexus_protocol::{
-    Encoding, JsonStateMessage, SharedEncoded, SharedSnapshot, SharedStateEncoder,
+    Encoding, JsonStateMessage, RADIUS_STEP, SharedEncoded, SharedSnapshot, SharedStateEncoder,
     SharedStreamSettings, SharedTimeline, StateDecoder, StatePayload,
 };
 use nexus_sim::state::ObjectId;
@@ -17,9 +17,9 @@ use nexus_sim::state::ObjectId;
 const RADIUS: f32 = 50.0;
 
 /// How far beyond the radius a client may still hold objects: its view is taken around the
-/// centre of its cell.
+/// centre of its cell (up to a diagonal away), at the radius rounded up to a step.
 fn slack(settings: &SharedStreamSettings) -> f32 {
-    settings.view_cell_size * 3f32.sqrt()
+    settings.view_cell_size * 3f32.sqrt() + RADIUS_STEP
 }
 
 struct Client {
@@ -256,6 +256,33 @@ fn clients_in_the_same_place_share_one_encoding() {
         );
         assert_eq!(current.encodings(), 1);
         assert_eq!(bodies.len(), 1, "the same message apart from the input ack");
+    }
+}
+
+#[test]
+fn clients_asking_for_nearby_radii_share_messages() {
+    let mut world = RandomWorld::new(21, 200, 80.0);
+    let timeline = SharedTimeline::new("c", SharedStreamSettings::default());
+    let mut encoders = [
+        SharedStateEncoder::new(Encoding::Binary, 50.0),
+        SharedStateEncoder::new(Encoding::Binary, 53.5),
+        SharedStateEncoder::new(Encoding::Binary, 70.0),
+    ];
+    let viewer = Some([3.0, 1.0, 3.0]);
+    for _ in 0..5 {
+        world.step();
+        let current = timeline.publish(world.state());
+        for encoder in &mut encoders {
+            encoder
+                .encode(&timeline, &current, viewer, None)
+                .expect("newer");
+            encoder.acknowledge(current.tick());
+        }
+        assert_eq!(
+            current.encodings(),
+            2,
+            "50 m and 53.5 m share; 70 m does not"
+        );
     }
 }
 
