@@ -86,7 +86,7 @@ fn drive(world: &mut World, avatars: usize, seq: u32) {
             tick: None,
             movement: [0.0, 1.0],
             look: [angle.sin(), 0.0, -angle.cos()],
-            jump: (seq as usize + i * 13) % 180 == 0,
+            jump: (seq as usize + i * 13).is_multiple_of(180),
             run: i % 3 == 0,
         };
         let refused = world.queue_inputs(i as u32 + 1, &[input]);
