@@ -1,7 +1,9 @@
 //! Cost of player avatars: `nexus_sim::World` step time with 100, 500 and 1,000 walking avatars on
-//! the demo's terrain (a 65 x 65 heightfield, 120 m square, hills around a flat arena), next to
-//! the same avatars on a flat box floor and the same worlds without avatars, in one process.
-//! Prints a table; asserts nothing.
+//! the demo's terrain (a 65 x 65 heightfield, 120 m square, hills around a flat arena) and on a
+//! flat box floor, next to the baseline: the same avatars driven by rapier's own
+//! `KinematicCharacterController` (the same capsule, skin, slopes, steps and snapping) in a bare
+//! rapier world with the same ground, measured in turns in one process. Prints a table; asserts
+//! nothing.
 //!
 //! Run: `cargo bench -p nexus-sim --bench avatars` (`NEXUS_BENCH_QUICK=1` for a short run).
 
@@ -10,7 +12,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use nexus_sim::{
-    BodyKind, ObjectDesc, PlayerInput, Properties, Shape, World, WorldConfig, identity_rotation,
+    BodyKind, MovementSettings, ObjectDesc, PlayerInput, Properties, Shape, World, WorldConfig,
+    build_shape, identity_rotation,
+};
+use rapier3d::control::{CharacterAutostep, CharacterLength, KinematicCharacterController};
+use rapier3d::prelude::{
+    Capsule, ColliderBuilder, PhysicsWorld, Pose, QueryFilter, RigidBodyBuilder, RigidBodyHandle,
+    Vector,
 };
 
 /// The demo scene's `EnvironmentManager` terrain (same formula, same defaults).
@@ -60,37 +68,145 @@ fn flat_floor() -> ObjectDesc {
     }
 }
 
-/// A world with `ground` and `avatars` players spread over a grid (3 m apart, hills included).
+/// Spawn spots: a grid 3 m apart (hills included), 6 m up.
+fn spawn_spot(i: usize, avatars: usize) -> [f32; 3] {
+    let side = (avatars as f32).sqrt().ceil() as usize;
+    let x = (i % side) as f32 * 3.0 - side as f32 * 1.5;
+    let z = (i / side) as f32 * 3.0 - side as f32 * 1.5;
+    [x, 6.0, z]
+}
+
+/// A world with `ground` and `avatars` players.
 fn world_with(ground: ObjectDesc, avatars: usize) -> World {
     let mut world = World::new(WorldConfig::default());
     world.add_object(ground).expect("ground");
-    let side = (avatars as f32).sqrt().ceil() as usize;
     for i in 0..avatars {
-        let x = (i % side) as f32 * 3.0 - side as f32 * 1.5;
-        let z = (i / side) as f32 * 3.0 - side as f32 * 1.5;
         world
-            .spawn_player(i as u32 + 1, "bot", Some([x, 6.0, z]))
+            .spawn_player(i as u32 + 1, "bot", Some(spawn_spot(i, avatars)))
             .expect("spawn");
     }
     world
 }
 
-/// One input per avatar per tick: walking (every third running), turning slowly, each in its own
+/// Avatar `i`'s input for `seq`: walking (every third running), turning slowly, each in its own
 /// direction, jumping now and then, like the load benchmark's bots.
-fn drive(world: &mut World, avatars: usize, seq: u32) {
-    let tick = world.tick();
-    for i in 0..avatars {
-        let angle = i as f32 * 0.7 + seq as f32 * 0.01;
-        let input = PlayerInput {
-            seq,
-            tick: None,
-            movement: [0.0, 1.0],
-            look: [angle.sin(), 0.0, -angle.cos()],
-            jump: (seq as usize + i * 13).is_multiple_of(180),
-            run: i % 3 == 0,
+fn bot_input(i: usize, seq: u32) -> PlayerInput {
+    let angle = i as f32 * 0.7 + seq as f32 * 0.01;
+    PlayerInput {
+        seq,
+        tick: None,
+        movement: [0.0, 1.0],
+        look: [angle.sin(), 0.0, -angle.cos()],
+        jump: (seq as usize + i * 13).is_multiple_of(180),
+        run: i.is_multiple_of(3),
+    }
+}
+
+/// The baseline: a bare rapier world with the same ground, whose avatars are kinematic capsules
+/// moved by rapier's character controller configured like ours.
+struct RapierAvatars {
+    world: PhysicsWorld,
+    avatars: Vec<RapierAvatar>,
+    controller: KinematicCharacterController,
+    settings: MovementSettings,
+}
+
+struct RapierAvatar {
+    body: RigidBodyHandle,
+    vertical_speed: f32,
+    grounded: bool,
+}
+
+impl RapierAvatars {
+    fn new(ground: &ObjectDesc, avatars: usize) -> Self {
+        let settings = MovementSettings::default();
+        let mut world = PhysicsWorld::new();
+        world.integration_parameters.dt = 1.0 / 60.0;
+        let shape = build_shape(&ground.shape).expect("ground shape").shape;
+        world.insert(
+            RigidBodyBuilder::fixed().translation(Vector::from_array(ground.position)),
+            ColliderBuilder::new(shape).friction(ground.friction),
+        );
+        let avatars = (0..avatars)
+            .map(|i| {
+                let (body, _) = world.insert(
+                    RigidBodyBuilder::kinematic_position_based()
+                        .translation(Vector::from_array(spawn_spot(i, avatars))),
+                    ColliderBuilder::capsule_y(
+                        settings.capsule_half_height,
+                        settings.capsule_radius,
+                    ),
+                );
+                RapierAvatar {
+                    body,
+                    vertical_speed: 0.0,
+                    grounded: false,
+                }
+            })
+            .collect();
+        let controller = KinematicCharacterController {
+            offset: CharacterLength::Absolute(nexus_sim::movement::SKIN),
+            autostep: Some(CharacterAutostep {
+                max_height: CharacterLength::Absolute(settings.step_height),
+                min_width: CharacterLength::Absolute(settings.step_min_width),
+                include_dynamic_bodies: false,
+            }),
+            max_slope_climb_angle: settings.max_slope_degrees.to_radians(),
+            min_slope_slide_angle: settings.slide_slope_degrees.to_radians(),
+            snap_to_ground: Some(CharacterLength::Absolute(settings.snap_distance)),
+            ..KinematicCharacterController::default()
         };
-        let refused = world.queue_inputs(i as u32 + 1, &[input]);
-        assert!(refused.is_empty(), "tick {tick}: {refused:?}");
+        RapierAvatars {
+            world,
+            avatars,
+            controller,
+            settings,
+        }
+    }
+
+    fn step(&mut self, seq: u32) {
+        let dt = 1.0 / 60.0;
+        let capsule = Capsule::new_y(
+            self.settings.capsule_half_height,
+            self.settings.capsule_radius,
+        );
+        let world = &mut self.world;
+        for (i, avatar) in self.avatars.iter_mut().enumerate() {
+            let input = bot_input(i, seq);
+            let look = Vector::from_array(input.look).normalize();
+            let speed = if input.run {
+                self.settings.run_speed
+            } else {
+                self.settings.walk_speed
+            };
+            if avatar.grounded {
+                avatar.vertical_speed = if input.jump {
+                    self.settings.jump_speed
+                } else {
+                    0.0
+                };
+            }
+            avatar.vertical_speed -= 9.81 * dt;
+            let desired = Vector::new(look.x * speed, avatar.vertical_speed, look.z * speed) * dt;
+            let position = world.bodies[avatar.body].translation();
+            let queries = world.broad_phase.as_query_pipeline(
+                world.narrow_phase.query_dispatcher(),
+                &world.bodies,
+                &world.colliders,
+                QueryFilter::default().exclude_rigid_body(avatar.body),
+            );
+            let moved = self.controller.move_shape(
+                dt,
+                &queries,
+                &capsule,
+                &Pose::from_translation(position),
+                desired,
+                |_| {},
+            );
+            avatar.grounded = moved.grounded;
+            world.bodies[avatar.body].set_next_kinematic_translation(position + moved.translation);
+        }
+        world.step();
     }
 }
 
@@ -99,11 +215,24 @@ fn median_ms(times: &mut [Duration]) -> f64 {
     times[times.len() / 2].as_secs_f64() * 1000.0
 }
 
-/// A world and its driven avatar count, measured in turns with the others.
-struct Contestant {
-    world: World,
-    avatars: usize,
+/// One contestant: a step function and its step times.
+struct Runner<'a> {
+    step: Box<dyn FnMut(u32) + 'a>,
     times: Vec<Duration>,
+}
+
+fn ours_runner(world: &mut World, avatars: usize) -> Runner<'_> {
+    Runner {
+        step: Box::new(move |seq| {
+            for i in 0..avatars {
+                let refused = world.queue_inputs(i as u32 + 1, &[bot_input(i, seq)]);
+                assert!(refused.is_empty(), "{refused:?}");
+            }
+            world.step();
+            drop(world.drain_events());
+        }),
+        times: Vec::new(),
+    }
 }
 
 fn main() {
@@ -113,73 +242,83 @@ fn main() {
     } else {
         (&[100, 500, 1000], 180)
     };
-    println!("avatars: World step time with walking avatars, terrain vs flat floor, same process");
+    println!(
+        "avatars: World step time with walking avatars vs rapier's KinematicCharacterController \
+         driving the same avatars in a bare rapier world; same ground, same process"
+    );
     println!();
     println!(
-        "{:>7} {:>6} {:>12} {:>11} {:>12} {:>11} {:>9} {:>8}",
-        "avatars", "steps", "terrain ms", "us/avatar", "floor ms", "us/avatar", "empty ms", "ratio"
+        "{:>7} {:>8} {:>9} {:>10} {:>7} {:>9} {:>10} {:>7} {:>10}",
+        "avatars",
+        "ground",
+        "ours ms",
+        "rapier ms",
+        "ratio",
+        "ours us",
+        "rapier us",
+        "control",
+        "on ground"
     );
     for &n in sizes {
-        let mut contestants = [
-            Contestant {
-                world: world_with(demo_terrain(), n),
-                avatars: n,
-                times: Vec::new(),
-            },
-            Contestant {
-                world: world_with(flat_floor(), n),
-                avatars: n,
-                times: Vec::new(),
-            },
-            Contestant {
-                world: world_with(demo_terrain(), 0),
-                avatars: 0,
-                times: Vec::new(),
-            },
-        ];
-        // Land everyone first: the measured steps are walking, not falling from the spawn height.
-        let mut seq = 0u32;
-        for _ in 0..90 {
-            seq += 1;
-            for c in &mut contestants {
-                drive(&mut c.world, c.avatars, seq);
-                c.world.step();
-                drop(c.world.drain_events());
+        for (name, ground) in [("terrain", demo_terrain()), ("floor", flat_floor())] {
+            let mut ours = world_with(ground.clone(), n);
+            let mut control = world_with(ground.clone(), n);
+            let mut rapier = RapierAvatars::new(&ground, n);
+            let mut runners = [
+                ours_runner(&mut ours, n),
+                Runner {
+                    step: Box::new(|seq| rapier.step(seq)),
+                    times: Vec::new(),
+                },
+                ours_runner(&mut control, n),
+            ];
+            // Land everyone first: the measured steps are walking, not falling from the spawn
+            // height.
+            let mut seq = 0u32;
+            for _ in 0..90 {
+                seq += 1;
+                for runner in &mut runners {
+                    (runner.step)(seq);
+                }
             }
-        }
-        for i in 0..steps {
-            seq += 1;
-            for k in 0..contestants.len() {
-                let c = &mut contestants[(i + k) % 3];
-                drive(&mut c.world, c.avatars, seq);
-                let t = Instant::now();
-                c.world.step();
-                c.times.push(t.elapsed());
-                drop(c.world.drain_events());
+            // Interleaved, rotating which goes first, so that machine noise hits all alike.
+            for i in 0..steps {
+                seq += 1;
+                for k in 0..runners.len() {
+                    let runner = &mut runners[(i + k) % 3];
+                    let t = Instant::now();
+                    (runner.step)(seq);
+                    runner.times.push(t.elapsed());
+                }
             }
+            let [a, b, c] = &mut runners;
+            let (ours_ms, rapier_ms, control_ms) = (
+                median_ms(&mut a.times),
+                median_ms(&mut b.times),
+                median_ms(&mut c.times),
+            );
+            drop(runners);
+            let grounded = (0..n)
+                .filter(|&i| ours.character_of(i as u32 + 1).is_some_and(|c| c.grounded))
+                .count();
+            println!(
+                "{:>7} {:>8} {:>9.3} {:>10.3} {:>6.2}x {:>9.1} {:>10.1} {:>6.2}x {:>10}",
+                n,
+                name,
+                ours_ms,
+                rapier_ms,
+                rapier_ms / ours_ms,
+                ours_ms * 1000.0 / n as f64,
+                rapier_ms * 1000.0 / n as f64,
+                control_ms / ours_ms,
+                format!("{grounded}/{n}")
+            );
         }
-        let [terrain, floor, empty] = &mut contestants;
-        let (t, f, e) = (
-            median_ms(&mut terrain.times),
-            median_ms(&mut floor.times),
-            median_ms(&mut empty.times),
-        );
-        let per = |ms: f64| (ms - e) * 1000.0 / n as f64;
-        println!(
-            "{:>7} {:>6} {:>12.3} {:>11.1} {:>12.3} {:>11.1} {:>9.3} {:>7.2}x",
-            n,
-            steps,
-            t,
-            per(t),
-            f,
-            per(f),
-            e,
-            t / f
-        );
     }
     println!();
     println!(
-        "ms = median step time (input queueing not included); us/avatar = (step - empty world) / \
-         avatars; ratio = terrain / flat floor."
+        "ms = median step time, inputs included; ratio = rapier / ours (how many times faster \
+         ours is); us = per avatar; control = a second identical World (the noise floor); \
+         on ground = our avatars standing at the end (the others are mid-jump: each jumps every 3 s)."
     );
 }

@@ -57,6 +57,7 @@ mod persistence;
 pub mod save;
 pub mod shapes;
 pub mod state;
+pub mod sweep;
 mod tracking;
 mod world;
 

@@ -9,13 +9,19 @@
 //! 1. the look direction (if non-zero) becomes the avatar's facing; the movement vector
 //!    `[right, forward]` is turned into a horizontal velocity in that frame (walk or run speed);
 //! 2. vertical speed: a jump when grounded, then gravity, capped at a terminal speed;
-//! 3. the capsule moves in separate sweeps of rapier's [`KinematicCharacterController`]: it is
-//!    first lifted by [`GROUND_LIFT`]; then it moves horizontally (slides
-//!    along walls, climbs slopes up to `max_slope_degrees`, steps onto ledges up to
-//!    `step_height` when grounded); then a grounded avatar that did not jump settles straight
-//!    down onto the ground within the lift plus `snap_distance`, and any other one sweeps
-//!    vertically (jump, fall, sliding down ground steeper than `slide_slope_degrees`);
+//! 3. the capsule moves in separate sweeps: it is first lifted by [`GROUND_LIFT`]; then it moves
+//!    horizontally (slides along walls, climbs slopes up to `max_slope_degrees`, steps onto
+//!    ledges up to `step_height` when grounded); then a grounded avatar that did not jump settles
+//!    straight down onto the ground within the lift plus `snap_distance`, and any other one
+//!    sweeps vertically (jump, fall, sliding down ground steeper than `slide_slope_degrees`);
 //! 4. the caller applies the collisions to dynamic bodies with [`push_bodies`] (server side).
+//!
+//! The sweeps are our own collide-and-slide rather than rapier's `KinematicCharacterController`:
+//! the colliders within reach of the step are gathered from the broad phase once, and the casts
+//! against terrain and other avatars are exact and closed-form ([`crate::sweep`]). Rapier's
+//! controller walked the broad phase for every cast, ran GJK for every pair, and computed contact
+//! manifolds twice per sweep to report a grounded status we do not use: with hundreds of avatars
+//! on the terrain that was most of the tick.
 //!
 //! Why separate sweeps: one diagonal sweep (walk plus gravity) from a resting height inside the
 //! controller's skin hit the floor it stood on, and rapier's slope handling then split the
@@ -29,15 +35,17 @@
 //! idle step the server applied while a batch was late, a correction to a quantised position)
 //! converge instead of drifting apart into lost steps.
 
-use rapier3d::control::{
-    CharacterAutostep, CharacterCollision, CharacterLength, KinematicCharacterController,
+use rapier3d::control::{CharacterCollision, CharacterLength, KinematicCharacterController};
+use rapier3d::parry::bounding_volume::{Aabb, BoundingVolume};
+use rapier3d::parry::query::{ShapeCastHit, ShapeCastOptions, ShapeCastStatus};
+use rapier3d::parry::shape::TypedShape;
+use rapier3d::prelude::{
+    Capsule, Collider, ColliderHandle, Pose, QueryPipeline, QueryPipelineMut, Shape, Vector,
 };
-use rapier3d::parry::bounding_volume::BoundingVolume;
-use rapier3d::parry::query::ShapeCastOptions;
-use rapier3d::prelude::{Capsule, Pose, QueryPipeline, QueryPipelineMut, Shape, Vector};
 use serde::{Deserialize, Serialize};
 
 use crate::command::PlayerInput;
+use crate::sweep::{self, Core, SweepHit};
 
 /// Gap the controller keeps between the capsule and everything else, m. Absolute so the sweeps
 /// stay numerically stable whatever the capsule size.
@@ -106,36 +114,23 @@ impl MovementSettings {
         Capsule::new_y(self.capsule_half_height, self.capsule_radius)
     }
 
-    /// Rapier's character controller configured from these settings, as [`step_character`]'s
-    /// sweeps use it. Its own snapping to the ground is off: [`step_character`] settles a
-    /// grounded avatar itself, after the horizontal sweep.
+    /// Rapier's character controller configured from these settings: [`push_bodies`] uses its
+    /// impulse transfer to dynamic bodies.
     pub fn controller(&self) -> KinematicCharacterController {
-        self.controller_stepping(Some(self.step_height))
+        KinematicCharacterController {
+            up: Vector::Y,
+            offset: CharacterLength::Absolute(SKIN),
+            max_slope_climb_angle: self.max_slope_degrees.to_radians(),
+            min_slope_slide_angle: self.slide_slope_degrees.to_radians(),
+            snap_to_ground: None,
+            ..KinematicCharacterController::default()
+        }
     }
 
     /// Smallest vertical component of the normal of ground the avatar stands on: steeper ground
     /// (beyond `slide_slope_degrees`) makes it slide.
     fn standable_normal_y(&self) -> f32 {
         self.slide_slope_degrees.to_radians().cos()
-    }
-
-    /// The controller with ledges up to `step_up` metres stepped onto (`None`: no stepping).
-    fn controller_stepping(&self, step_up: Option<f32>) -> KinematicCharacterController {
-        KinematicCharacterController {
-            up: Vector::Y,
-            offset: CharacterLength::Absolute(SKIN),
-            slide: true,
-            autostep: step_up.map(|height| CharacterAutostep {
-                max_height: CharacterLength::Absolute(height.max(0.0)),
-                min_width: CharacterLength::Absolute(self.step_min_width),
-                // Stepping onto loose boxes would let players climb stacks they should push.
-                include_dynamic_bodies: false,
-            }),
-            max_slope_climb_angle: self.max_slope_degrees.to_radians(),
-            min_slope_slide_angle: self.slide_slope_degrees.to_radians(),
-            snap_to_ground: None,
-            ..KinematicCharacterController::default()
-        }
     }
 }
 
@@ -231,42 +226,38 @@ pub fn step_character(
     }
     vertical_speed = (vertical_speed + gravity_y * dt).max(-settings.max_fall_speed);
 
-    let capsule = settings.capsule();
     let start = Vector::from_array(state.position);
     let mut position = start;
-    let mut push = |collision| collisions.push(collision);
+    let walk = Vector::new(horizontal.x * dt, 0.0, horizontal.z * dt);
+    let rise = vertical_speed * dt;
+    let nearby = Nearby::gather(settings, queries, start, walk.length(), rise);
 
     // 1. Lift the avatar clear of the floor's skin (less under a low ceiling). Airborne ones
     //    too: one that just landed, or was placed at rest, is within the skin as well, and the
     //    vertical sweep below takes the lift back.
-    let lifted = cast_capsule(queries, &capsule, position, Vector::Y, GROUND_LIFT)
-        .map_or(GROUND_LIFT, |(free, _)| free);
+    let lifted = nearby
+        .cast(position, Vector::Y, GROUND_LIFT, Pieces::All)
+        .map_or(GROUND_LIFT, |hit| hit.toi);
     position.y += lifted;
 
-    // 2. Horizontal: walls, slopes, ledges.
-    let walk = Vector::new(horizontal.x * dt, 0.0, horizontal.z * dt);
+    // 2. Horizontal: walls, slopes, ledges. Ledges are stepped onto only from the ground (never
+    //    in mid-air), measured from the feet: the lift comes off the step height.
     if walk != Vector::ZERO {
-        // Ledges are stepped onto only from the ground (never in mid-air), measured from the
-        // feet: the lift comes off the step height.
         let step_up = state.grounded.then_some(settings.step_height - lifted);
-        let controller = settings.controller_stepping(step_up);
-        let moved = controller.move_shape(dt, queries, &capsule, &pose(position), walk, &mut push);
-        position += moved.translation;
+        position = nearby.slide(position, walk, step_up, collisions);
     }
 
     // 3. Walking on (no jump): settle onto the ground below, down the lift plus up to the snap
     //    distance, so the avatar follows the ground down slopes and off small ledges. One cast
-    //    from the lifted height: it starts clear of the skin, where shape casts are accurate (a
-    //    cast starting on the skin's boundary can be off by millimetres), and it leaves the
-    //    avatar exactly at the skin's distance, so every grounded step ends at the same height.
-    let rise = vertical_speed * dt;
+    //    from the lifted height: it starts clear of the skin, and it leaves the avatar exactly
+    //    at the skin's distance, so every grounded step ends at the same height.
     let mut grounded = false;
     if state.grounded && rise <= 0.0 {
         let reach = lifted + settings.snap_distance.max(-rise);
-        if let Some((drop, normal)) = cast_capsule(queries, &capsule, position, -Vector::Y, reach)
-            && normal.y >= settings.standable_normal_y()
+        if let Some(hit) = nearby.cast(position, -Vector::Y, reach, Pieces::All)
+            && hit.normal.y >= settings.standable_normal_y()
         {
-            position.y -= drop;
+            position.y -= hit.toi;
             grounded = true;
         }
     }
@@ -274,14 +265,12 @@ pub fn step_character(
     // 4. Otherwise a vertical sweep: the jump, the fall (off a ledge, from a jump), or sliding
     //    along what the cast met first if it is no ground to stand on: a wall the avatar is
     //    pressed against, a ledge's edge, a steep slope. Grounded again once standable ground is
-    //    just below (all nearby colliders count: in the crease where a steep slope meets the
+    //    just below (every nearby piece counts: in the crease where a steep slope meets the
     //    floor, the floor does).
     if !grounded {
-        let controller = settings.controller();
         let fall = Vector::new(0.0, rise - lifted, 0.0);
-        let moved = controller.move_shape(dt, queries, &capsule, &pose(position), fall, &mut push);
-        position += moved.translation;
-        grounded = stands_on_ground(settings, queries, &capsule, position);
+        position = nearby.slide(position, fall, None, collisions);
+        grounded = nearby.stands_on_ground(position);
     }
 
     let translation = position - start;
@@ -296,59 +285,347 @@ pub fn step_character(
     next
 }
 
-/// Whether standable ground lies within [`GROUND_PROBE`] beyond the skin under the capsule at
-/// `position`. Every nearby collider is checked, not only the nearest: in the crease where a
-/// steep ramp meets the floor both touch the capsule, and the floor must count.
-fn stands_on_ground(
-    settings: &MovementSettings,
-    queries: &QueryPipeline,
-    capsule: &Capsule,
-    position: Vector,
-) -> bool {
-    let steepest = settings.standable_normal_y();
-    let reach = SKIN + GROUND_PROBE;
-    let pose = pose(position);
-    let nearby = capsule.compute_aabb(&pose).loosened(reach);
-    queries
-        .intersect_aabb_conservative(nearby)
-        .any(|(_, collider)| {
-            let relative = pose.inv_mul(collider.position());
-            // `normal1` points from the capsule (not rotated) towards the collider: the ground's
-            // own normal is its opposite.
-            matches!(
-                queries.dispatcher.contact(&relative, capsule, collider.shape(), reach),
-                Ok(Some(contact)) if contact.dist <= reach && -contact.normal1.y >= steepest
-            )
+/// Most slide iterations per sweep: enough for a corner of two walls and the floor.
+const MAX_SLIDES: usize = 4;
+
+/// Which pieces a cast considers.
+#[derive(Clone, Copy, PartialEq)]
+enum Pieces {
+    All,
+    /// Ledges are never loose boxes: stepping onto them would let players climb stacks they
+    /// should push.
+    NotDynamic,
+}
+
+/// What a cast met.
+struct Hit {
+    collider: ColliderHandle,
+    toi: f32,
+    /// The obstacle's unit normal at the contact, pointing towards the avatar.
+    normal: Vector,
+    point: Vector,
+    dynamic: bool,
+}
+
+/// A collider near the avatar, with what the casts need of it.
+struct Candidate<'a> {
+    handle: ColliderHandle,
+    collider: &'a Collider,
+    aabb: Aabb,
+    dynamic: bool,
+}
+
+/// The colliders one step of one avatar can touch, gathered once from the broad phase: every
+/// cast of the step tests these instead of walking the broad phase again. Heightfields, other
+/// capsules and balls are cast against in closed form ([`crate::sweep`]); other shapes through
+/// parry's casts.
+struct Nearby<'a> {
+    settings: &'a MovementSettings,
+    queries: &'a QueryPipeline<'a>,
+    capsule: Capsule,
+    candidates: Vec<Candidate<'a>>,
+}
+
+impl<'a> Nearby<'a> {
+    /// Everything within the reach of one step from `start`: a walk of `walk` metres (with a
+    /// ledge and its landing), the lift, the settle or a vertical move of `rise`.
+    fn gather(
+        settings: &'a MovementSettings,
+        queries: &'a QueryPipeline<'a>,
+        start: Vector,
+        walk: f32,
+        rise: f32,
+    ) -> Self {
+        let capsule = settings.capsule();
+        let margin = 2.0 * SKIN + GROUND_PROBE;
+        let across = walk + settings.step_min_width + margin;
+        let up = GROUND_LIFT + settings.step_height.max(0.0) + walk + rise.max(0.0) + margin;
+        let down = GROUND_LIFT + settings.snap_distance.max(0.0) + (-rise).max(0.0) + margin;
+        let body = capsule.compute_aabb(&pose(start));
+        let reach = Aabb::new(
+            body.mins - Vector::new(across, down, across),
+            body.maxs + Vector::new(across, up, across),
+        );
+        let candidates = queries
+            .intersect_aabb_conservative(reach)
+            .map(|(handle, collider)| Candidate {
+                handle,
+                collider,
+                aabb: collider.compute_aabb(),
+                dynamic: collider
+                    .parent()
+                    .and_then(|body| queries.bodies.get(body))
+                    .is_some_and(|body| body.is_dynamic()),
+            })
+            .collect();
+        Nearby {
+            settings,
+            queries,
+            capsule,
+            candidates,
+        }
+    }
+
+    /// The first piece the capsule at `from` meets moving along the unit `dir`, up to `max`, as
+    /// it comes within [`SKIN`] of it.
+    fn cast(&self, from: Vector, dir: Vector, max: f32, pieces: Pieces) -> Option<Hit> {
+        let mut first: Option<Hit> = None;
+        let swept = self.swept_aabb(from, dir, max);
+        for candidate in &self.candidates {
+            if (pieces == Pieces::NotDynamic && candidate.dynamic)
+                || !candidate.aabb.intersects(&swept)
+            {
+                continue;
+            }
+            let limit = first.as_ref().map_or(max, |hit| hit.toi);
+            self.cast_pieces(candidate, from, dir, limit, &mut |hit| {
+                if first.as_ref().is_none_or(|best| hit.toi < best.toi) {
+                    first = Some(Hit {
+                        collider: candidate.handle,
+                        toi: hit.toi,
+                        normal: hit.normal,
+                        point: hit.point,
+                        dynamic: candidate.dynamic,
+                    });
+                }
+            });
+        }
+        first
+    }
+
+    /// Whether standable ground lies within [`GROUND_PROBE`] beyond the skin under the capsule
+    /// at `position`. Every nearby piece is checked, not only the nearest: in the crease where
+    /// a steep ramp meets the floor both touch the capsule, and the floor must count.
+    fn stands_on_ground(&self, position: Vector) -> bool {
+        let steepest = self.settings.standable_normal_y();
+        let swept = self.swept_aabb(position, -Vector::Y, GROUND_PROBE);
+        self.candidates.iter().any(|candidate| {
+            let mut standable = false;
+            if candidate.aabb.intersects(&swept) {
+                self.cast_pieces(candidate, position, -Vector::Y, GROUND_PROBE, &mut |hit| {
+                    standable |= hit.normal.y >= steepest;
+                });
+            }
+            standable
         })
+    }
+
+    /// The capsule's bounds over a cast, with the skin.
+    fn swept_aabb(&self, from: Vector, dir: Vector, max: f32) -> Aabb {
+        let start = self.capsule.compute_aabb(&pose(from));
+        let end = self.capsule.compute_aabb(&pose(from + dir * max));
+        start.merged(&end).loosened(SKIN)
+    }
+
+    /// Casts against one collider; `visit` sees each hit piece (every triangle of a
+    /// heightfield, the collider itself otherwise), in world space.
+    fn cast_pieces(
+        &self,
+        candidate: &Candidate,
+        from: Vector,
+        dir: Vector,
+        max: f32,
+        visit: &mut dyn FnMut(SweepHit),
+    ) {
+        let frame = candidate.collider.position();
+        let half = self.capsule.half_height();
+        // The avatar's core in the collider's frame.
+        let core = Core {
+            a: frame.inverse_transform_point(from - Vector::Y * half),
+            b: frame.inverse_transform_point(from + Vector::Y * half),
+        };
+        let local_dir = frame.inverse_transform_vector(dir);
+        let to_world = |hit: SweepHit| SweepHit {
+            toi: hit.toi,
+            normal: frame.transform_vector(hit.normal),
+            point: frame.transform_point(hit.point),
+        };
+        let radius = self.capsule.radius + SKIN;
+        match candidate.collider.shape().as_typed_shape() {
+            TypedShape::HeightField(field) => {
+                sweep::core_heightfield(core, local_dir, max, radius, field, &mut |hit| {
+                    visit(to_world(hit))
+                });
+            }
+            TypedShape::Capsule(other) => {
+                let other_core = Core {
+                    a: other.segment.a,
+                    b: other.segment.b,
+                };
+                let reach = radius + other.radius;
+                if let Some(hit) = sweep::core_core(core, local_dir, max, reach, other_core) {
+                    visit(to_world(hit));
+                }
+            }
+            TypedShape::Ball(ball) => {
+                let centre = Core {
+                    a: Vector::ZERO,
+                    b: Vector::ZERO,
+                };
+                let reach = radius + ball.radius;
+                if let Some(hit) = sweep::core_core(core, local_dir, max, reach, centre) {
+                    visit(to_world(hit));
+                }
+            }
+            _ => {
+                let shape_pos = frame.inv_mul(&pose(from));
+                let cast = self.queries.dispatcher.cast_shapes(
+                    &shape_pos,
+                    local_dir,
+                    candidate.collider.shape(),
+                    &self.capsule,
+                    ShapeCastOptions {
+                        target_distance: SKIN,
+                        stop_at_penetration: false,
+                        max_time_of_impact: max,
+                        compute_impact_geometry_on_penetration: true,
+                    },
+                );
+                if let Ok(Some(hit)) = cast {
+                    visit(to_world(SweepHit {
+                        toi: hit.time_of_impact,
+                        normal: hit.normal1,
+                        point: hit.witness1,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Moves the capsule from `from` by `motion`, sliding along what it meets (up to
+    /// [`MAX_SLIDES`] times) and stepping onto ledges up to `step_up` high; the dynamic bodies it
+    /// walks into go to `collisions`. Returns where it ends.
+    fn slide(
+        &self,
+        from: Vector,
+        motion: Vector,
+        step_up: Option<f32>,
+        collisions: &mut Vec<CharacterCollision>,
+    ) -> Vector {
+        let mut position = from;
+        let mut remaining = motion;
+        for _ in 0..MAX_SLIDES {
+            let length = remaining.length();
+            if length < 1.0e-5 {
+                break;
+            }
+            let dir = remaining / length;
+            let Some(hit) = self.cast(position, dir, length, Pieces::All) else {
+                position += remaining;
+                break;
+            };
+            position += dir * hit.toi;
+            remaining = dir * (length - hit.toi);
+            if hit.dynamic {
+                collisions.push(self.collision(&hit, position, from, remaining));
+            }
+            if let Some(height) = step_up
+                && !hit.dynamic
+                && self.is_wall(hit.normal)
+                && let Some((rise, nudge)) = self.step_onto_ledge(position, remaining, height)
+            {
+                position += Vector::Y * rise + nudge;
+                remaining -= nudge;
+                continue;
+            }
+            remaining = self.slide_along(remaining, hit.normal);
+        }
+        position
+    }
+
+    /// Too steep to walk up (and no ceiling).
+    fn is_wall(&self, normal: Vector) -> bool {
+        normal.y >= 0.0 && normal.y <= self.settings.max_slope_degrees.to_radians().cos()
+    }
+
+    /// What is left of `remaining` after meeting a surface with this normal: the part along it,
+    /// except that walls are not climbed (only the horizontal part along them remains) and
+    /// standable ground is not slid down.
+    fn slide_along(&self, remaining: Vector, normal: Vector) -> Vector {
+        let into = remaining.dot(normal);
+        if into >= 0.0 {
+            return remaining;
+        }
+        let along = remaining - normal * into;
+        let climbs_wall = along.y > 0.0 && self.is_wall(normal);
+        let slips_down = along.y < 0.0 && normal.y >= self.settings.standable_normal_y();
+        if climbs_wall || slips_down {
+            let across = normal.cross(Vector::Y).normalize_or_zero();
+            across * remaining.dot(across)
+        } else {
+            along
+        }
+    }
+
+    /// Whether the capsule at `at`, blocked while moving by `remaining`, can step onto a ledge
+    /// at most `height` above its feet: room above, room on the ledge for the capsule's
+    /// minimum width, and standable ground there. Returns the rise and the horizontal nudge
+    /// onto the ledge.
+    fn step_onto_ledge(&self, at: Vector, remaining: Vector, height: f32) -> Option<(f32, Vector)> {
+        let settings = self.settings;
+        let ahead = Vector::new(remaining.x, 0.0, remaining.z);
+        let ahead_length = ahead.length();
+        if ahead_length < 1.0e-5 || height <= 0.0 {
+            return None;
+        }
+        let ahead = ahead / ahead_length;
+        let height = height + SKIN;
+        let width = settings.step_min_width + SKIN;
+        if self
+            .cast(at, Vector::Y, height, Pieces::NotDynamic)
+            .is_some()
+        {
+            return None;
+        }
+        let raised = at + Vector::Y * height;
+        if self
+            .cast(raised, ahead, width, Pieces::NotDynamic)
+            .is_some()
+        {
+            return None;
+        }
+        let landing = self.cast(
+            raised + ahead * width,
+            -Vector::Y,
+            height,
+            Pieces::NotDynamic,
+        )?;
+        // A ramp too steep to walk up is no ledge.
+        if self.is_wall(landing.normal) || landing.toi >= height {
+            return None;
+        }
+        Some((height - landing.toi, ahead * ahead_length.min(width)))
+    }
+
+    /// The record [`push_bodies`] needs of a hit on a dynamic body.
+    fn collision(
+        &self,
+        hit: &Hit,
+        position: Vector,
+        from: Vector,
+        remaining: Vector,
+    ) -> CharacterCollision {
+        CharacterCollision {
+            handle: hit.collider,
+            character_pos: pose(position),
+            translation_applied: position - from,
+            translation_remaining: remaining,
+            hit: ShapeCastHit {
+                time_of_impact: hit.toi,
+                witness1: hit.point,
+                witness2: hit.point - position,
+                normal1: hit.normal,
+                normal2: -hit.normal,
+                status: ShapeCastStatus::Converged,
+                subshape1: 0,
+                subshape2: 0,
+            },
+        }
+    }
 }
 
 fn pose(position: Vector) -> Pose {
     Pose::from_translation(position)
-}
-
-/// How far the capsule at `position` can move along the unit `direction`, up to `max`, before it
-/// comes within [`SKIN`] of something, with the normal of what it meets; `None` when nothing is
-/// that close.
-fn cast_capsule(
-    queries: &QueryPipeline,
-    capsule: &Capsule,
-    position: Vector,
-    direction: Vector,
-    max: f32,
-) -> Option<(f32, Vector)> {
-    queries
-        .cast_shape(
-            &pose(position),
-            direction,
-            capsule,
-            ShapeCastOptions {
-                target_distance: SKIN,
-                stop_at_penetration: false,
-                max_time_of_impact: max,
-                compute_impact_geometry_on_penetration: true,
-            },
-        )
-        .map(|(_, hit)| (hit.time_of_impact, hit.normal1))
 }
 
 /// Applies the avatar's collisions of one step to the dynamic bodies it walked into (rapier's

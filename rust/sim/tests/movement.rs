@@ -1,13 +1,16 @@
-//! Player movement on flat ground: every step covers its distance, the avatar stays grounded at
-//! one resting height, and how inputs are grouped into ticks (catch-up after a late batch) does
-//! not change where it ends up.
+//! Player movement: on flat ground every step covers its distance and the avatar stays grounded at
+//! one resting height; how inputs are grouped into ticks (catch-up after a late batch) does not
+//! change where it ends up; over hills it follows the terrain; avatars do not walk into each
+//! other.
 
 mod common;
 
 use common::*;
 use nexus_sim::movement::{CharacterState, MovementSettings, step_character};
 use nexus_sim::*;
-use rapier3d::prelude::{ColliderBuilder, PhysicsWorld, QueryFilter, RigidBodyBuilder, Vector};
+use rapier3d::prelude::{
+    ColliderBuilder, PhysicsWorld, Pose, QueryFilter, Ray, RigidBodyBuilder, Vector,
+};
 
 /// A flat heightfield of 256 m x 256 m (129 x 129 samples) whose surface is at y = 0.
 fn flat_terrain() -> ObjectDesc {
@@ -229,6 +232,132 @@ fn inputs_applied_several_per_tick_end_where_one_per_tick_ends() {
             if late_ticks < idle_after {
                 // Without idle steps the very same inputs ran from the very same state.
                 assert_eq!(got, expected, "terrain {terrain}: bit-identical");
+            }
+        }
+    }
+}
+
+/// Rolling hills up to 24° steep: the demo's terrain formula with twice its height.
+fn hills() -> ObjectDesc {
+    let n = 65u32;
+    let size = 120.0f32;
+    let mut heights = Vec::with_capacity((n * n) as usize);
+    for row in 0..n {
+        for col in 0..n {
+            let x = (col as f32 / (n - 1) as f32 - 0.5) * size;
+            let z = (row as f32 / (n - 1) as f32 - 0.5) * size;
+            heights.push(8.0 * ((x * 0.11).sin() * (z * 0.09).cos() * 0.5 + 0.5));
+        }
+    }
+    ObjectDesc {
+        shape: Shape::Heightfield {
+            rows: n,
+            cols: n,
+            heights,
+            size: [size, 1.0, size],
+        },
+        ..flat_terrain()
+    }
+}
+
+#[test]
+fn walking_over_hills_follows_the_terrain() {
+    let mut world = World::new(WorldConfig::default());
+    world.add_environment_object(hills()).unwrap();
+    // The collision surface itself (triangles, not the bilinear `terrain_height`), by ray.
+    let surface = nexus_sim::shapes::build_shape(&hills().shape)
+        .unwrap()
+        .shape;
+    let surface_height = |x: f32, z: f32| {
+        let ray = Ray::new(Vector::new(x, 100.0, z), -Vector::Y);
+        let toi = surface
+            .cast_ray(&Pose::identity(), &ray, 200.0, true)
+            .expect("still over the terrain");
+        100.0 - toi
+    };
+    let settings = world.config().movement.clone();
+    let feet_offset = settings.capsule_half_height + settings.capsule_radius;
+    let ground = surface_height(0.0, 0.0);
+    world
+        .spawn_player(1, "hiker", Some([0.0, ground + feet_offset + 0.5, 0.0]))
+        .unwrap();
+    run(&mut world, 30);
+    let dt = world.dt();
+    let (mut climbed, mut descended) = (0.0f32, 0.0f32);
+    let mut before = world.character_of(1).unwrap();
+    assert!(before.grounded, "landed: {before:?}");
+    for seq in 1..=3000 {
+        let input = wander(seq);
+        world.queue_inputs(1, std::slice::from_ref(&input));
+        world.step();
+        let now = world.character_of(1).unwrap();
+        let [x, y, z] = now.position;
+        let below = surface_height(x, z);
+        // Standing on it: the feet are above the surface below (by the skin, more on a slope
+        // where the capsule's round bottom touches the ground beside its lowest point).
+        let feet = y - feet_offset - below;
+        assert!(
+            now.grounded && (0.0..0.1).contains(&feet),
+            "step {seq}: feet {feet} m above the terrain, {now:?}"
+        );
+        // Slopes slow the walk (the move follows the slope), but never stop it.
+        let moved = ((x - before.position[0]).powi(2) + (z - before.position[2]).powi(2)).sqrt();
+        let wanted = commanded(&settings, &input, dt);
+        assert!(
+            moved >= 0.75 * wanted && moved <= wanted * 1.0001,
+            "step {seq}: moved {moved} of {wanted}"
+        );
+        let rise = y - before.position[1];
+        climbed = climbed.max(rise);
+        descended = descended.min(rise);
+        before = now;
+    }
+    // The walk went up and down real slopes.
+    assert!(climbed > 0.02 && descended < -0.02, "{climbed} {descended}");
+}
+
+#[test]
+fn avatars_walking_into_each_other_do_not_overlap() {
+    let mut world = world_with_ground();
+    let settings = world.config().movement.clone();
+    // Twelve avatars on a circle, all walking to its centre, then on through it.
+    let count = 12u32;
+    for c in 0..count {
+        let angle = c as f32 / count as f32 * std::f32::consts::TAU;
+        world
+            .spawn_player(
+                c + 1,
+                "p",
+                Some([6.0 * angle.cos(), 1.0, 6.0 * angle.sin()]),
+            )
+            .unwrap();
+    }
+    run(&mut world, 20);
+    for seq in 1..=240 {
+        for c in 0..count {
+            let p = world.character_of(c + 1).unwrap().position;
+            let input = PlayerInput {
+                look: [-p[0], 0.0, -p[2]],
+                ..input(seq, [0.0, 1.0])
+            };
+            world.queue_inputs(c + 1, &[input]);
+        }
+        world.step();
+        let positions: Vec<_> = (1..=count)
+            .map(|c| world.character_of(c).unwrap().position)
+            .collect();
+        for (i, p) in positions.iter().enumerate() {
+            for q in &positions[i + 1..] {
+                let across = ((p[0] - q[0]).powi(2) + (p[2] - q[2]).powi(2)).sqrt();
+                let vertical = (p[1] - q[1]).abs();
+                // Side by side they keep two radii apart; one standing on another is fine.
+                assert!(
+                    across >= 2.0 * settings.capsule_radius - 1.0e-3
+                        || vertical
+                            >= 2.0 * (settings.capsule_half_height + settings.capsule_radius)
+                                - 0.05,
+                    "tick {seq}: {p:?} and {q:?} overlap"
+                );
             }
         }
     }
