@@ -48,8 +48,8 @@ pub use error::{ProtocolError, codes};
 pub use limits::Limits;
 pub use server::error_envelope;
 pub use shared::{
-    RADIUS_STEP, SharedEncoded, SharedSnapshot, SharedStateEncoder, SharedStreamSettings,
-    SharedTimeline, ViewCell,
+    DetailTier, RADIUS_STEP, SharedEncoded, SharedSnapshot, SharedStateEncoder,
+    SharedStreamSettings, SharedTimeline, ViewCell,
 };
 pub use snapshot::{Snapshot, SnapshotConfig};
 pub use stream::{

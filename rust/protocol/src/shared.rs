@@ -53,8 +53,45 @@ pub struct SharedStreamSettings {
     /// client acknowledged: clients whose acks differ a little then share a baseline, and so
     /// their messages. 1 makes every acknowledged state the baseline.
     pub baseline_interval: u64,
+    /// Level of detail, nearest tiers first (default: the 64 nearest objects of a view in every
+    /// message, the next 192 every 4th publication, the rest every 16th). Empty: every object
+    /// in every message.
+    pub detail: Vec<DetailTier>,
     /// Snapshot preparation (spatial grid).
     pub snapshot: SnapshotConfig,
+}
+
+/// One level of detail: the objects of a view ranked (by distance from the view cell's centre)
+/// below `nearest` and not in an earlier tier are shown as they were at every `every`-th
+/// publication only; in the publications between, such an object keeps the value of its last
+/// due one (objects are spread over the publications by id). Objects beyond the last tier
+/// follow the last tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DetailTier {
+    /// Rank limit (exclusive) of the tier.
+    pub nearest: usize,
+    /// Publications per update (1: every message).
+    pub every: u32,
+}
+
+impl SharedStreamSettings {
+    /// The level of detail of the object ranked `rank` in its view.
+    fn every_at_rank(&self, rank: usize) -> u32 {
+        self.detail
+            .iter()
+            .find(|tier| rank < tier.nearest)
+            .or(self.detail.last())
+            .map_or(1, |tier| tier.every.max(1))
+    }
+
+    /// The longest level-of-detail period.
+    fn longest_every(&self) -> u64 {
+        self.detail
+            .iter()
+            .map(|tier| u64::from(tier.every.max(1)))
+            .max()
+            .unwrap_or(1)
+    }
 }
 
 impl Default for SharedStreamSettings {
@@ -64,6 +101,20 @@ impl Default for SharedStreamSettings {
             max_objects: 2048,
             history: 64,
             baseline_interval: 4,
+            detail: vec![
+                DetailTier {
+                    nearest: 64,
+                    every: 1,
+                },
+                DetailTier {
+                    nearest: 256,
+                    every: 4,
+                },
+                DetailTier {
+                    nearest: usize::MAX,
+                    every: 16,
+                },
+            ],
             snapshot: SnapshotConfig::default(),
         }
     }
@@ -121,11 +172,27 @@ struct GroupCells {
     cells_since: Vec<ViewCell>,
 }
 
-/// A view: sorted object indices into its snapshot, and a fingerprint of their ids.
+/// A view: sorted object indices into its snapshot, their level-of-detail periods, and a
+/// fingerprint of both.
 #[derive(Debug)]
 struct View {
     indices: Vec<u32>,
+    /// The ids of `indices` (ascending, as the snapshot's objects are).
+    ids: Vec<ObjectId>,
+    /// Per index: publications per update (empty: 1 for all).
+    every: Vec<u32>,
     fingerprint: u64,
+}
+
+impl View {
+    fn every(&self, position: usize) -> u32 {
+        self.every.get(position).copied().unwrap_or(1)
+    }
+
+    /// Where `id` is in the view.
+    fn position_of(&self, id: ObjectId) -> Option<usize> {
+        self.ids.binary_search(&id).ok()
+    }
 }
 
 /// A shared message, without any client's input ack.
@@ -225,39 +292,65 @@ impl SharedSnapshot {
                     });
             }
         }
-        if found.len() > settings.max_objects {
+        // Objects ranked within the first tier (when at full detail) need no ranking.
+        let full_detail = settings.detail.first().map_or(usize::MAX, |tier| {
+            if tier.every <= 1 { tier.nearest } else { 0 }
+        });
+        // A spectator (no cell) sees everything at full detail.
+        let detailed = cell != ViewCell::Everything && found.len() > full_detail;
+        if found.len() > settings.max_objects || detailed {
             // Nearest first; ties by index so that the choice never depends on the visit order.
             found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             found.truncate(settings.max_objects);
         }
-        let mut indices: Vec<u32> = found.into_iter().map(|(i, _)| i).collect();
-        indices.sort_unstable();
-        // FNV-1a over the ids: equal sets, equal fingerprints; 64 bits make a collision between
-        // two different views of one campaign practically impossible.
+        let mut entries: Vec<(u32, u32)> = found
+            .into_iter()
+            .enumerate()
+            .map(|(rank, (index, _))| {
+                let every = if detailed {
+                    settings.every_at_rank(rank)
+                } else {
+                    1
+                };
+                (index, every)
+            })
+            .collect();
+        entries.sort_unstable();
+        // FNV-1a over the ids and periods: equal views, equal fingerprints; 64 bits make a
+        // collision between two different views of one campaign practically impossible.
         let mut fingerprint: u64 = 0xcbf2_9ce4_8422_2325;
-        for &index in &indices {
-            let id = self.snapshot.objects()[index as usize].id;
-            for byte in id.to_le_bytes() {
+        let mut hash = |value: u32| {
+            for byte in value.to_le_bytes() {
                 fingerprint = (fingerprint ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
             }
+        };
+        for &(index, every) in &entries {
+            hash(self.snapshot.objects()[index as usize].id);
+            if every != 1 {
+                hash(every | 0x8000_0000);
+            }
         }
-        fingerprint ^= indices.len() as u64;
+        fingerprint ^= entries.len() as u64;
+        let every = if entries.iter().all(|&(_, every)| every == 1) {
+            Vec::new()
+        } else {
+            entries.iter().map(|&(_, every)| every).collect()
+        };
+        let indices: Vec<u32> = entries.into_iter().map(|(index, _)| index).collect();
+        let ids = indices
+            .iter()
+            .map(|&index| self.snapshot.objects()[index as usize].id)
+            .collect();
         let view = Arc::new(View {
             indices,
+            ids,
+            every,
             fingerprint,
         });
         if let Ok(mut views) = self.views.lock() {
             views.insert(key, view.clone());
         }
         view
-    }
-
-    fn view_ids(&self, cell: ViewCell, radius: f32, settings: &SharedStreamSettings) -> Vec<u32> {
-        self.view(cell, radius, settings)
-            .indices
-            .iter()
-            .map(|&i| self.snapshot.objects()[i as usize].id)
-            .collect()
     }
 }
 
@@ -402,6 +495,26 @@ impl SharedTimeline {
         )
     }
 
+    /// The kept states, oldest first (consecutive publication numbers).
+    fn kept(&self) -> Vec<Arc<SharedSnapshot>> {
+        self.states
+            .read()
+            .map_or_else(|_| Vec::new(), |states| states.iter().cloned().collect())
+    }
+
+    /// Whether the state of `tick` can be a baseline: kept, and so is every earlier state its
+    /// far objects may have been shown at (level of detail).
+    fn keeps_baseline(&self, tick: Tick) -> bool {
+        let Ok(states) = self.states.read() else {
+            return false;
+        };
+        let Ok(index) = states.binary_search_by_key(&tick, |s| s.tick()) else {
+            return false;
+        };
+        let lag = self.settings.longest_every() - 1;
+        index as u64 >= lag.min(states[index].sequence)
+    }
+
     /// Encodes the message of `key` for `current` (the baseline and the states between must be
     /// kept; the caller checked the baseline).
     fn encode_group(
@@ -414,19 +527,33 @@ impl SharedTimeline {
         let radius = cells.radius;
         let settings = &self.settings;
         let snapshot = &current.snapshot;
+        // The states far objects may be shown at (level of detail).
+        let kept = self.kept();
         let view = current.view(cells.cell, radius, settings);
-        let view = &view.indices;
+        let id_of = |index: u32| snapshot.objects()[index as usize].id;
         let baseline = baseline.map(|state| (state, cells.baseline_cell));
         let plan = match &baseline {
             None => MessagePlan {
                 snapshot,
                 baseline: None,
                 listed: view
+                    .indices
                     .iter()
-                    .map(|&index| Listing {
-                        index: index as usize,
-                        base: None,
-                        meta: true,
+                    .enumerate()
+                    .map(|(position, &index)| {
+                        let (source, index) = shown(
+                            &kept,
+                            current,
+                            index as usize,
+                            id_of(index),
+                            view.every(position),
+                        );
+                        Listing {
+                            index,
+                            source: Some(&source.snapshot),
+                            base: None,
+                            meta: true,
+                        }
                     })
                     .collect(),
                 removed: Vec::new(),
@@ -436,53 +563,76 @@ impl SharedTimeline {
             },
             Some((base_state, base_cell)) => {
                 let b = base_state.tick();
-                let base_view = base_state.view_ids(*base_cell, radius, settings);
-                // Every view the client may have been given since the baseline.
-                let mut since: Vec<Vec<u32>> = Vec::new();
+                let base_view = base_state.view(*base_cell, radius, settings);
+                // Every view the client may have been given since the baseline, with the
+                // states they were taken in.
+                let mut since: Vec<(Arc<SharedSnapshot>, Arc<View>)> = Vec::new();
                 for state in self.between(b, snapshot.tick()) {
                     for &cell in &cells.cells_since {
-                        since.push(state.view_ids(cell, radius, settings));
+                        let view = state.view(cell, radius, settings);
+                        since.push((state.clone(), view));
                     }
                 }
                 let held_throughout = |id: ObjectId| {
-                    base_view.binary_search(&id).is_ok()
-                        && since.iter().all(|v| v.binary_search(&id).is_ok())
+                    base_view.position_of(id).is_some()
+                        && since.iter().all(|(_, v)| v.position_of(id).is_some())
                 };
+                // Under level of detail a message since the baseline may have shown an older or
+                // newer value of a far object than both the baseline and this message: a client
+                // that merges messages (JSON) may hold that one, so it is listed again. A binary
+                // decoder rebuilds each view from its baseline and needs no such repeat.
+                let merging = encoding == Encoding::Json && settings.longest_every() > 1;
                 let mut listed = Vec::new();
-                let mut in_view: Vec<ObjectId> = Vec::with_capacity(view.len());
-                for &index in view.iter() {
-                    let index = index as usize;
-                    let id = snapshot.objects()[index].id;
-                    in_view.push(id);
-                    let base = base_state.snapshot.index_of(id).and_then(|i| {
-                        base_view.binary_search(&id).ok().map(|_| {
-                            (
-                                *base_state.snapshot.quantized(i),
-                                base_state.snapshot.meta_key_of(i),
-                            )
-                        })
+                for (position, &index) in view.indices.iter().enumerate() {
+                    let id = id_of(index);
+                    let shown_now = shown(&kept, current, index as usize, id, view.every(position));
+                    // The value the client holds from the baseline view.
+                    let held = base_view.position_of(id).map(|k| {
+                        let base_index = base_view.indices[k] as usize;
+                        shown(&kept, base_state, base_index, id, base_view.every(k))
                     });
+                    let base = held.map(|(state, i)| {
+                        (*state.snapshot.quantized(i), state.snapshot.meta_key_of(i))
+                    });
+                    let listing = |meta| Listing {
+                        index: shown_now.1,
+                        source: Some(&shown_now.0.snapshot),
+                        base,
+                        meta,
+                    };
                     if !held_throughout(id) {
-                        listed.push(Listing {
-                            index,
-                            base,
-                            meta: true,
-                        });
-                    } else if current.changed_at[index] > b {
-                        listed.push(Listing {
-                            index,
-                            base,
-                            meta: current.meta_changed_at[index] > b,
-                        });
+                        listed.push(listing(true));
+                    } else if let Some(held) = held {
+                        let (mut changed, mut meta_changed) = changed_between(shown_now, held);
+                        if merging {
+                            for (state, view) in &since {
+                                if let Some(k) = view.position_of(id) {
+                                    let then = shown(
+                                        &kept,
+                                        state,
+                                        view.indices[k] as usize,
+                                        id,
+                                        view.every(k),
+                                    );
+                                    let (c, m) = changed_between(shown_now, then);
+                                    changed |= c;
+                                    meta_changed |= m;
+                                }
+                            }
+                        }
+                        if changed {
+                            listed.push(listing(meta_changed));
+                        }
                     }
                 }
-                let mut gone: Vec<ObjectId> = base_view;
-                for v in &since {
-                    gone.extend_from_slice(v);
+                // What the client may hold that is no longer in its view.
+                let mut gone: Vec<ObjectId> = Vec::new();
+                for ids in std::iter::once(&base_view.ids).chain(since.iter().map(|(_, v)| &v.ids))
+                {
+                    gone.extend(ids.iter().filter(|&&id| view.position_of(id).is_none()));
                 }
                 gone.sort_unstable();
                 gone.dedup();
-                gone.retain(|id| in_view.binary_search(id).is_err());
                 let (left, removed): (Vec<ObjectId>, Vec<ObjectId>) = gone
                     .into_iter()
                     .partition(|&id| snapshot.index_of(id).is_some());
@@ -509,6 +659,47 @@ impl SharedTimeline {
         };
         SharedPayload { payload, seq_at }
     }
+}
+
+/// Where the value of object `id` (at `index` in `state`) shown at level of detail `every` comes
+/// from: the state of its last due publication (publication number plus id a multiple of
+/// `every`) when kept and holding the object, else `state` itself. Deterministic for a state as
+/// long as the states it may reach back to are kept ([`SharedTimeline::keeps_baseline`]), so a
+/// baseline's values are the ones its message showed.
+fn shown<'s>(
+    kept: &'s [Arc<SharedSnapshot>],
+    state: &'s SharedSnapshot,
+    index: usize,
+    id: ObjectId,
+    every: u32,
+) -> (&'s SharedSnapshot, usize) {
+    let lag = (state.sequence + u64::from(id)) % u64::from(every.max(1));
+    if lag == 0 {
+        return (state, index);
+    }
+    state
+        .sequence
+        .checked_sub(lag)
+        .and_then(|due| {
+            let first = kept.first()?.sequence;
+            kept.get(usize::try_from(due.checked_sub(first)?).ok()?)
+        })
+        .and_then(|due| due.snapshot.index_of(id).map(|i| (due.as_ref(), i)))
+        .unwrap_or((state, index))
+}
+
+/// Whether an object's shown values in two states differ: (state or kind and properties, kind
+/// and properties alone).
+fn changed_between(a: (&SharedSnapshot, usize), b: (&SharedSnapshot, usize)) -> (bool, bool) {
+    let ((older, _), (newer, newer_index)) = if a.0.tick() <= b.0.tick() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    (
+        newer.changed_at[newer_index] > older.tick(),
+        newer.meta_changed_at[newer_index] > older.tick(),
+    )
 }
 
 /// One client's position in a shared stream: its baseline and the messages it got since.
@@ -634,7 +825,7 @@ impl SharedStateEncoder {
         if self.sent.len() >= settings.history.max(1)
             || self
                 .baseline
-                .is_some_and(|(b, _)| b >= tick || timeline.get(b).is_none())
+                .is_some_and(|(b, _)| b >= tick || !timeline.keeps_baseline(b))
         {
             self.resync();
         }

@@ -585,6 +585,7 @@ impl StateEncoder {
                             .is_none_or(|t| t.may_hold_other_meta(meta, baseline_tick));
                     Listing {
                         index,
+                        source: None,
                         base,
                         meta: meta_changed,
                     }
@@ -696,9 +697,12 @@ impl StateEncoder {
 }
 
 /// One object listed in a message.
-pub(crate) struct Listing {
-    /// Index into the snapshot's objects.
+pub(crate) struct Listing<'a> {
+    /// Index into the objects of `source`, or of the plan's snapshot when `None`.
     pub index: usize,
+    /// Where the listed value comes from when not the message's own snapshot: the earlier
+    /// state a far object is shown at under level of detail.
+    pub source: Option<&'a Snapshot>,
     /// The object's value in the baseline view (state, meta key), or `None` when the baseline
     /// view lacks it: binary deltas are taken against it.
     pub base: Option<(QuantizedState, u64)>,
@@ -712,7 +716,7 @@ pub(crate) struct MessagePlan<'a> {
     /// The baseline tick (`None`: a full message).
     pub baseline: Option<Tick>,
     /// Ascending id.
-    pub listed: Vec<Listing>,
+    pub listed: Vec<Listing<'a>>,
     /// Ascending.
     pub removed: Vec<ObjectId>,
     /// Ascending.
@@ -759,6 +763,7 @@ pub(crate) fn write_json(
         if n > 0 {
             out.push(',');
         }
+        let parts = listing.source.map_or(parts, Snapshot::json_parts);
         out.push_str(&parts.kinematics[listing.index]);
         if listing.meta {
             out.push_str(&parts.meta[listing.index]);
@@ -799,11 +804,13 @@ pub(crate) fn write_binary(
     let mut flag_counts = [0u32; 64];
     for listing in &plan.listed {
         let index = listing.index;
-        let state = *snapshot.quantized(index);
-        let meta = snapshot.meta_key_of(index);
+        let source = listing.source.unwrap_or(snapshot);
+        let state = *source.quantized(index);
+        let meta = source.meta_key_of(index);
         let (base, base_meta) = listing.base.unwrap_or((ZERO_STATE, zero_meta));
         let record = Record {
             index,
+            source,
             state,
             meta: meta != base_meta,
             position: (state.position != base.position).then(|| {
@@ -896,7 +903,7 @@ pub(crate) fn write_binary(
     write_id_list(&mut w, &plan.left);
     let mut previous_id: i64 = -1;
     for record in &records {
-        let object = &snapshot.objects()[record.index];
+        let object = &record.source.objects()[record.index];
         w.gamma((i64::from(object.id) - previous_id - 1) as u64);
         previous_id = i64::from(object.id);
         let record_flags = record.flags();
@@ -910,7 +917,7 @@ pub(crate) fn write_binary(
         }
         if record.meta {
             w.bits(kind_code(object.kind), 2);
-            let properties = snapshot.properties_json(record.index).as_bytes();
+            let properties = record.source.properties_json(record.index).as_bytes();
             // An empty object is sent as length 0, the most common case.
             let properties: &[u8] = if properties == b"{}" { &[] } else { properties };
             w.gamma(properties.len() as u64);
@@ -978,8 +985,10 @@ enum RotationCode {
 }
 
 /// One listed object of a binary message, before writing.
-struct Record {
+struct Record<'a> {
     index: usize,
+    /// The snapshot `index` points into.
+    source: &'a Snapshot,
     state: QuantizedState,
     meta: bool,
     /// The chosen predictor and the zigzagged residuals against it.
@@ -991,7 +1000,7 @@ struct Record {
     angular: Option<[u64; 3]>,
 }
 
-impl Record {
+impl Record<'_> {
     /// The six record flags, bit 0 first: meta, sleeping, position, rotation, velocity, angular.
     fn flags(&self) -> u32 {
         u32::from(self.meta)

@@ -206,6 +206,19 @@ pub fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
 }
 
+/// Whether a decoded object matches `truth` within the stream's quantisation.
+pub fn is_close(decoded: &DecodedObject, truth: &ObjectState) -> bool {
+    (0..3).all(|axis| {
+        (decoded.position[axis] - truth.position[axis]).abs() <= POSITION_MAX_ERROR * 1.001
+            && (decoded.velocity[axis] - truth.velocity[axis]).abs() <= VELOCITY_MAX_ERROR * 1.001
+            && (decoded.angular_velocity[axis] - truth.angular_velocity[axis]).abs()
+                <= VELOCITY_MAX_ERROR * 1.001
+    }) && rotation_angle_between(decoded.rotation, truth.rotation) < ROTATION_MAX_ANGLE_ERROR
+        && decoded.sleeping == truth.sleeping
+        && decoded.kind == truth.kind
+        && *decoded.properties == truth.properties
+}
+
 pub fn assert_close(decoded: &DecodedObject, truth: &ObjectState, what: &str) {
     for axis in 0..3 {
         let e = (decoded.position[axis] - truth.position[axis]).abs();
