@@ -89,6 +89,10 @@ pub struct SessionConfig {
     /// states are still decoded, applied to the known objects and acknowledged, but nothing is
     /// buffered for display.
     pub interpolate: bool,
+    /// Decode the objects of binary state messages (default). Off, the session only reads each
+    /// state's head — tick, timestamp, input ack — to measure its age and acknowledge it, and
+    /// keeps no remote objects: for load-testing bots, whose server sees the very same traffic.
+    pub decode_states: bool,
     /// Prediction settings.
     pub prediction: PredictionConfig,
     /// Smoothing of visible corrections.
@@ -122,6 +126,7 @@ impl SessionConfig {
             ping_interval: 1.0,
             predict: true,
             interpolate: true,
+            decode_states: true,
             prediction: PredictionConfig::default(),
             correction: CorrectionConfig::default(),
             timeline: TimelineConfig::default(),
@@ -471,6 +476,22 @@ impl ClientSession {
     pub fn receive(&mut self, now: f64, frame: &Frame) -> Result<(), ClientError> {
         self.stats.frames_received += 1;
         self.stats.bytes_received += frame.len() as u64;
+        if !self.config.decode_states
+            && let Frame::Binary(bytes) = frame
+            && let Ok(head) = nexus_protocol::peek_state_header(bytes)
+        {
+            let state = StateUpdate {
+                tick: head.tick,
+                timestamp: head.timestamp,
+                full: false,
+                last_input_seq: head.last_input_seq,
+                objects: Vec::new(),
+                removed: Vec::new(),
+                left: Vec::new(),
+            };
+            self.on_state(now, state);
+            return Ok(());
+        }
         let message = match decode_server_frame(frame, &mut self.decoder) {
             Ok(message) => message,
             Err(err) => {

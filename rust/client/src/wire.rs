@@ -230,13 +230,13 @@ pub fn decode_server_frame(
 ) -> Result<ServerMessage, ClientError> {
     match frame {
         Frame::Binary(bytes) => {
+            // Only the listed objects: the session keeps its own copy of the rest.
             let decoded = decoder
-                .decode(bytes)
+                .decode_changes(bytes)
                 .map_err(|e| ClientError::new("malformed_state", e.to_string()))?;
             let objects = decoded
                 .objects
                 .iter()
-                .filter(|o| decoded.updated.binary_search(&o.id).is_ok())
                 .map(|o| {
                     // Kind and properties only when the record carried them: copying every
                     // object's properties on every message costs more than decoding it.

@@ -123,6 +123,70 @@ impl HeldObject {
     }
 }
 
+/// The head of a binary state message: what a client that does not decode the objects still
+/// needs (to measure the state's age and acknowledge it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StateHeader {
+    /// Tick of the state.
+    pub tick: Tick,
+    /// Baseline tick (`None`: a full state).
+    pub baseline: Option<Tick>,
+    /// Server clock, Unix seconds.
+    pub timestamp: f64,
+    /// The newest input of this client the server processed.
+    pub last_input_seq: Option<u32>,
+}
+
+/// Reads the head of a binary state message without decoding its objects (no decoder state
+/// involved). Errors for anything that is not a well-formed state message head.
+pub fn peek_state_header(bytes: &[u8]) -> Result<StateHeader, DecodeError> {
+    read_header(&mut ByteReader::new(bytes))
+}
+
+fn read_header(r: &mut ByteReader<'_>) -> Result<StateHeader, DecodeError> {
+    let version = r.u8()?;
+    if version != BINARY_VERSION {
+        return Err(DecodeError::Malformed(format!("format version {version}")));
+    }
+    let kind = r.u8()?;
+    if kind != KIND_STATE {
+        return Err(DecodeError::Malformed(format!("message kind 0x{kind:02x}")));
+    }
+    let flags = r.u8()?;
+    if flags & !(FLAG_FULL | FLAG_INPUT_ACK) != 0 {
+        return Err(DecodeError::Malformed(format!(
+            "unknown flags 0x{flags:02x}"
+        )));
+    }
+    let tick = r.varint()?;
+    let baseline = if flags & FLAG_FULL == 0 {
+        let distance = r.varint()?;
+        if distance == 0 || distance > tick {
+            return Err(DecodeError::Malformed(format!(
+                "baseline distance {distance} at tick {tick}"
+            )));
+        }
+        Some(tick - distance)
+    } else {
+        None
+    };
+    let last_input_seq = if flags & FLAG_INPUT_ACK != 0 {
+        Some(
+            u32::try_from(r.varint()?)
+                .map_err(|_| DecodeError::Malformed("last_input_seq exceeds 32 bits".to_owned()))?,
+        )
+    } else {
+        None
+    };
+    let timestamp = r.f64_le()?;
+    Ok(StateHeader {
+        tick,
+        baseline,
+        timestamp,
+        last_input_seq,
+    })
+}
+
 /// Decodes the binary state stream. Keeps the views a future message may use as its baseline:
 /// every view from the newest baseline the server named onwards, at most `max_views`.
 pub struct StateDecoder {
@@ -159,47 +223,30 @@ impl StateDecoder {
 
     /// Decodes one binary state message.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<DecodedState, DecodeError> {
+        self.decode_into(bytes, true)
+    }
+
+    /// [`StateDecoder::decode`] for clients that keep their own copy of the world: `objects`
+    /// holds only the objects the message listed (those in `updated`), not the whole view, which
+    /// saves converting every object of a large view on every message. The decoder's own views
+    /// are kept as with `decode`.
+    pub fn decode_changes(&mut self, bytes: &[u8]) -> Result<DecodedState, DecodeError> {
+        self.decode_into(bytes, false)
+    }
+
+    fn decode_into(&mut self, bytes: &[u8], whole_view: bool) -> Result<DecodedState, DecodeError> {
         let mut r = ByteReader::new(bytes);
-        let version = r.u8()?;
-        if version != BINARY_VERSION {
-            return Err(DecodeError::Malformed(format!("format version {version}")));
-        }
-        let kind = r.u8()?;
-        if kind != KIND_STATE {
-            return Err(DecodeError::Malformed(format!("message kind 0x{kind:02x}")));
-        }
-        let flags = r.u8()?;
-        if flags & !(FLAG_FULL | FLAG_INPUT_ACK) != 0 {
-            return Err(DecodeError::Malformed(format!(
-                "unknown flags 0x{flags:02x}"
-            )));
-        }
-        let tick = r.varint()?;
+        let StateHeader {
+            tick,
+            baseline,
+            timestamp,
+            last_input_seq,
+        } = read_header(&mut r)?;
         if let Some(last) = self.latest_tick()
             && tick <= last
         {
             return Err(DecodeError::OutOfOrder { tick, last });
         }
-        let baseline = if flags & FLAG_FULL == 0 {
-            let distance = r.varint()?;
-            if distance == 0 || distance > tick {
-                return Err(DecodeError::Malformed(format!(
-                    "baseline distance {distance} at tick {tick}"
-                )));
-            }
-            Some(tick - distance)
-        } else {
-            None
-        };
-        let last_input_seq =
-            if flags & FLAG_INPUT_ACK != 0 {
-                Some(u32::try_from(r.varint()?).map_err(|_| {
-                    DecodeError::Malformed("last_input_seq exceeds 32 bits".to_owned())
-                })?)
-            } else {
-                None
-            };
-        let timestamp = r.f64_le()?;
         let tick_rate = u32::try_from(r.varint()?)
             .map_err(|_| DecodeError::Malformed("tick rate exceeds 32 bits".to_owned()))?;
         let mut gravity = [0i32; 3];
@@ -362,7 +409,11 @@ impl StateDecoder {
             baseline,
             timestamp,
             last_input_seq,
-            objects: view.iter().map(HeldObject::decoded).collect(),
+            objects: if whole_view {
+                view.iter().map(HeldObject::decoded).collect()
+            } else {
+                listed.iter().map(HeldObject::decoded).collect()
+            },
             updated: listed.iter().map(|l| l.id).collect(),
             meta_updated,
             removed,

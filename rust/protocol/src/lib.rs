@@ -42,6 +42,7 @@ pub use client_binary::{
 };
 pub use decoder::{
     DecodeError, DecodedObject, DecodedState, JsonObject, JsonStateMessage, StateDecoder,
+    StateHeader, peek_state_header,
 };
 pub use envelope::{Envelope, Metadata};
 pub use error::{ProtocolError, codes};

@@ -57,6 +57,10 @@ pub struct SharedStreamSettings {
     /// message, the next 192 every 4th publication, the rest every 16th). Empty: every object
     /// in every message.
     pub detail: Vec<DetailTier>,
+    /// Level of detail ranks objects by distance from the centre of a coarser cell than the view
+    /// cell, this wide (default 64 m): every view cell inside it ranks alike, so the clients of
+    /// a busy area still share messages.
+    pub detail_cell_size: f32,
     /// Snapshot preparation (spatial grid).
     pub snapshot: SnapshotConfig,
 }
@@ -115,6 +119,7 @@ impl Default for SharedStreamSettings {
                     every: 16,
                 },
             ],
+            detail_cell_size: 64.0,
             snapshot: SnapshotConfig::default(),
         }
     }
@@ -298,23 +303,33 @@ impl SharedSnapshot {
         });
         // A spectator (no cell) sees everything at full detail.
         let detailed = cell != ViewCell::Everything && found.len() > full_detail;
-        if found.len() > settings.max_objects || detailed {
+        if found.len() > settings.max_objects {
             // Nearest first; ties by index so that the choice never depends on the visit order.
             found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             found.truncate(settings.max_objects);
         }
-        let mut entries: Vec<(u32, u32)> = found
-            .into_iter()
-            .enumerate()
-            .map(|(rank, (index, _))| {
-                let every = if detailed {
-                    settings.every_at_rank(rank)
-                } else {
-                    1
-                };
-                (index, every)
-            })
-            .collect();
+        let mut entries: Vec<(u32, u32)> = match cell.centre(settings.view_cell_size) {
+            Some(centre) if detailed => {
+                // Ranked from the centre of the coarser detail cell around this view cell.
+                let size = settings.detail_cell_size.max(settings.view_cell_size);
+                let from = centre.map(|c| ((c / size).floor() + 0.5) * size);
+                let mut ranked: Vec<(u32, f32)> = found
+                    .iter()
+                    .map(|&(index, _)| {
+                        let p = self.snapshot.objects()[index as usize].position;
+                        let d2: f32 = (0..3).map(|axis| (p[axis] - from[axis]).powi(2)).sum();
+                        (index, d2)
+                    })
+                    .collect();
+                ranked.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                ranked
+                    .into_iter()
+                    .enumerate()
+                    .map(|(rank, (index, _))| (index, settings.every_at_rank(rank)))
+                    .collect()
+            }
+            _ => found.into_iter().map(|(index, _)| (index, 1)).collect(),
+        };
         entries.sort_unstable();
         // FNV-1a over the ids and periods: equal views, equal fingerprints; 64 bits make a
         // collision between two different views of one campaign practically impossible.
@@ -573,9 +588,14 @@ impl SharedTimeline {
                         since.push((state.clone(), view));
                     }
                 }
+                // For membership, distinct views only: a client that stays put gets the same view
+                // over and over, and a lagging baseline makes `since` long.
+                let mut distinct: Vec<&Arc<View>> = since.iter().map(|(_, v)| v).collect();
+                distinct.sort_unstable_by_key(|v| v.fingerprint);
+                distinct.dedup_by_key(|v| v.fingerprint);
                 let held_throughout = |id: ObjectId| {
                     base_view.position_of(id).is_some()
-                        && since.iter().all(|(_, v)| v.position_of(id).is_some())
+                        && distinct.iter().all(|v| v.position_of(id).is_some())
                 };
                 // Under level of detail a message since the baseline may have shown an older or
                 // newer value of a far object than both the baseline and this message: a client
@@ -627,8 +647,7 @@ impl SharedTimeline {
                 }
                 // What the client may hold that is no longer in its view.
                 let mut gone: Vec<ObjectId> = Vec::new();
-                for ids in std::iter::once(&base_view.ids).chain(since.iter().map(|(_, v)| &v.ids))
-                {
+                for ids in std::iter::once(&base_view.ids).chain(distinct.iter().map(|v| &v.ids)) {
                     gone.extend(ids.iter().filter(|&&id| view.position_of(id).is_none()));
                 }
                 gone.sort_unstable();

@@ -29,6 +29,8 @@ fn slack(settings: &SharedStreamSettings) -> f32 {
 struct Client {
     encoder: SharedStateEncoder,
     decoder: StateDecoder,
+    /// Decodes the same messages with `decode_changes`.
+    changes: StateDecoder,
     merging: MergingClient,
     rng: Rng,
     acks: VecDeque<(usize, u64)>,
@@ -44,6 +46,7 @@ impl Client {
         Client {
             encoder: SharedStateEncoder::new(encoding, RADIUS),
             decoder: StateDecoder::default(),
+            changes: StateDecoder::default(),
             merging: MergingClient::default(),
             rng: Rng::new(seed),
             acks: VecDeque::new(),
@@ -149,10 +152,11 @@ impl Recent {
         self.0.back().expect("published")
     }
 
-    /// The ids of the `n` objects nearest to the centre of the viewer's 16 m cell: shown at
-    /// full detail whatever the ties (the test tiers give 16).
+    /// The ids of the `n` objects nearest to the centre of the 64 m detail cell around the
+    /// viewer's 16 m view cell: shown at full detail whatever the ties (the test tiers give 16).
     fn nearest(&self, viewer: [f32; 3], n: usize) -> Vec<ObjectId> {
-        let centre = viewer.map(|c| ((c / 16.0).floor() + 0.5) * 16.0);
+        let view_centre = viewer.map(|c| ((c / 16.0).floor() + 0.5) * 16.0);
+        let centre = view_centre.map(|c| ((c / 64.0).floor() + 0.5) * 64.0);
         let mut by_distance: Vec<(f32, ObjectId)> = self
             .current()
             .snapshot()
@@ -207,6 +211,27 @@ fn binary_clients_hold_their_view_exactly() {
                     panic!("binary stream produced text");
                 };
                 let decoded = client.decoder.decode(&bytes).expect("decodable");
+                // The changes-only decoding lists exactly the updated objects of the whole view.
+                let changes = client.changes.decode_changes(&bytes).expect("decodable");
+                let updated: Vec<_> = decoded
+                    .objects
+                    .iter()
+                    .filter(|o| decoded.updated.binary_search(&o.id).is_ok())
+                    .cloned()
+                    .collect();
+                assert_eq!(changes.objects, updated);
+                assert_eq!(
+                    (
+                        changes.updated.clone(),
+                        changes.removed.clone(),
+                        changes.left.clone()
+                    ),
+                    (
+                        decoded.updated.clone(),
+                        decoded.removed.clone(),
+                        decoded.left.clone()
+                    )
+                );
                 assert_eq!(decoded.tick, current.tick());
                 assert_eq!(decoded.baseline, encoded.baseline);
                 assert_eq!(

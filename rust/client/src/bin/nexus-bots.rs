@@ -49,6 +49,9 @@ nexus-bots: open N WebSocket clients that move, jump and interact (loopback serv
   --no-predict         skip prediction (cheaper clients; no correction figures)
   --light              decode, apply and acknowledge states but buffer nothing for display
                        (the cheapest client that still loads the server like a real one)
+  --decode-every N     only every N-th bot decodes binary states fully (default 1: all); the
+                       others read each state's head (tick, timestamp, input ack), measure its
+                       age and acknowledge it: the server's work is the same, the bots' far less
   --threads N          tokio worker threads (default 2)
   --seed N             randomness of moves and network (default 1)
   --quiet              no per-client table
@@ -73,6 +76,7 @@ struct Args {
     send_interval: u32,
     predict: bool,
     interpolate: bool,
+    decode_every: usize,
     threads: usize,
     seed: u64,
     quiet: bool,
@@ -95,6 +99,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         send_interval: 2,
         predict: true,
         interpolate: true,
+        decode_every: 1,
         threads: 2,
         seed: 1,
         quiet: false,
@@ -144,6 +149,13 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--seed" => args.seed = number("--seed", value("--seed")?)? as u64,
             "--no-predict" => args.predict = false,
             "--light" => args.interpolate = false,
+            "--decode-every" => {
+                let n = number("--decode-every", value("--decode-every")?)?;
+                if !(1.0..=1_000_000.0).contains(&n) {
+                    return Err(format!("--decode-every must be at least 1, got {n}"));
+                }
+                args.decode_every = n as usize;
+            }
             "--quiet" => args.quiet = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -326,6 +338,7 @@ async fn run_bot(
     config.client_type = "bot".into();
     config.predict = args.predict;
     config.interpolate = args.interpolate;
+    config.decode_states = index.is_multiple_of(args.decode_every);
     config.send_interval_ticks = args.send_interval;
     if args.send_loss > 0.0 {
         config.redundant_inputs = 4;
