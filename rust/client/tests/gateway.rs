@@ -187,3 +187,41 @@ fn a_light_client_decodes_and_acknowledges_without_buffering_anything() {
         client.close().await;
     });
 }
+
+#[test]
+fn a_client_reading_only_state_heads_is_acknowledged_like_a_decoding_one() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = Server::start("heads");
+    runtime.block_on(async {
+        let mut config = nexus_client::SessionConfig::new("heads", "bot-2");
+        config.encoding = Encoding::Binary;
+        config.predict = false;
+        config.interpolate = false;
+        config.decode_states = false;
+        let mut options = transport::ConnectOptions::new(config);
+        options.immediate_acks = true;
+        options.frame_rate = 10.0;
+        let mut client = transport::connect_with(&server.url, options)
+            .await
+            .expect("joins");
+        client
+            .step(&Controls::default(), Duration::from_millis(1500))
+            .await
+            .unwrap();
+        let session = client.session();
+        let stats = session.stats();
+        // Every state counted, timed and acknowledged, none decoded into objects.
+        assert!(stats.states_applied > 15, "{stats:?}");
+        assert_eq!(stats.malformed_frames, 0, "{stats:?}");
+        assert!(stats.state_age.count() > 15, "{stats:?}");
+        assert!(session.remote_objects().is_empty());
+        // The acks reached the server: after the first full state the stream is small deltas.
+        let per_state = stats.bytes_received as f64 / stats.states_applied as f64;
+        assert!(per_state < 400.0, "{per_state} bytes per state");
+        client.close().await;
+    });
+}
