@@ -38,6 +38,9 @@ pub struct Snapshot {
     environment: EnvironmentState,
     /// Sorted by id; shapes stripped (the stream never carries them).
     objects: Vec<ObjectState>,
+    /// The ids of `objects`: id lookups search these 4-byte keys, not the large states (encoders
+    /// look objects up in older snapshots that are no longer in the cache).
+    ids: Vec<ObjectId>,
     quantized: Vec<QuantizedState>,
     /// Hash of kind + properties: a change means the stream must resend them.
     meta_keys: Vec<u64>,
@@ -117,9 +120,11 @@ impl Snapshot {
                 .or_default()
                 .push(index as u32);
         }
+        let ids = objects.iter().map(|o| o.id).collect();
         Snapshot {
             tick,
             timestamp,
+            ids,
             environment_key: environment_key(&environment),
             physics_key: physics_key(&physics),
             physics,
@@ -178,7 +183,7 @@ impl Snapshot {
     }
 
     pub(crate) fn index_of(&self, id: ObjectId) -> Option<usize> {
-        self.objects.binary_search_by_key(&id, |o| o.id).ok()
+        self.ids.binary_search(&id).ok()
     }
 
     pub(crate) fn quantized(&self, index: usize) -> &QuantizedState {
