@@ -65,8 +65,8 @@ pub struct SharedStreamSettings {
     pub snapshot: SnapshotConfig,
 }
 
-/// One level of detail: the objects of a view ranked (by distance from the view cell's centre)
-/// below `nearest` and not in an earlier tier are shown as they were at every `every`-th
+/// One level of detail: the objects of a view ranked (by distance from the centre of the detail
+/// cell around the view cell) below `nearest` and not in an earlier tier are shown as they were at every `every`-th
 /// publication only; in the publications between, such an object keeps the value of its last
 /// due one (objects are spread over the publications by id). Objects beyond the last tier
 /// follow the last tier.
@@ -297,7 +297,7 @@ impl SharedSnapshot {
                     });
             }
         }
-        // Objects ranked within the first tier (when at full detail) need no ranking.
+        // Views no larger than the first tier (when that one is at full detail) need no ranking.
         let full_detail = settings.detail.first().map_or(usize::MAX, |tier| {
             if tier.every <= 1 { tier.nearest } else { 0 }
         });
