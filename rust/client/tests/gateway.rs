@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use nexus_client::{Controls, Encoding, Phase, transport};
+use nexus_client::{ClientSession, Controls, Encoding, Phase, transport};
 use nexus_gateway::{CampaignHost, CampaignHostConfig, Gateway, GatewayConfig};
 use nexus_sim::state::{BodyKind, ObjectDesc, Shape};
 use nexus_sim::{World, WorldConfig};
@@ -144,19 +144,21 @@ fn a_client_joins_moves_and_is_acknowledged_over_real_sockets() {
     drop(server);
 }
 
-#[test]
-fn a_light_client_decodes_and_acknowledges_without_buffering_anything() {
+/// A bot-like client of `campaign` (binary, no prediction, no playback buffers, immediate acks,
+/// `decode_states` as given) that joins and idles for 1.5 s; `check` inspects its session.
+fn idle_light_client(campaign: &str, decode_states: bool, check: impl FnOnce(&ClientSession)) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let server = Server::start("light");
+    let server = Server::start(campaign);
     runtime.block_on(async {
-        let mut config = nexus_client::SessionConfig::new("light", "bot-1");
+        let mut config = nexus_client::SessionConfig::new(campaign, "bot-1");
         config.encoding = Encoding::Binary;
         config.predict = false;
         config.interpolate = false;
+        config.decode_states = decode_states;
         let mut options = transport::ConnectOptions::new(config);
         options.immediate_acks = true;
         options.frame_rate = 10.0;
@@ -167,7 +169,14 @@ fn a_light_client_decodes_and_acknowledges_without_buffering_anything() {
             .step(&Controls::default(), Duration::from_millis(1500))
             .await
             .unwrap();
-        let session = client.session();
+        check(client.session());
+        client.close().await;
+    });
+}
+
+#[test]
+fn a_light_client_decodes_and_acknowledges_without_buffering_anything() {
+    idle_light_client("light", true, |session| {
         let stats = session.stats();
         assert!(stats.states_applied > 15, "{stats:?}");
         assert_eq!(stats.malformed_frames, 0, "{stats:?}");
@@ -184,35 +193,12 @@ fn a_light_client_decodes_and_acknowledges_without_buffering_anything() {
         // resting world are a few bytes each.
         let per_state = stats.bytes_received as f64 / stats.states_applied as f64;
         assert!(per_state < 400.0, "{per_state} bytes per state");
-        client.close().await;
     });
 }
 
 #[test]
 fn a_client_reading_only_state_heads_is_acknowledged_like_a_decoding_one() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = Server::start("heads");
-    runtime.block_on(async {
-        let mut config = nexus_client::SessionConfig::new("heads", "bot-2");
-        config.encoding = Encoding::Binary;
-        config.predict = false;
-        config.interpolate = false;
-        config.decode_states = false;
-        let mut options = transport::ConnectOptions::new(config);
-        options.immediate_acks = true;
-        options.frame_rate = 10.0;
-        let mut client = transport::connect_with(&server.url, options)
-            .await
-            .expect("joins");
-        client
-            .step(&Controls::default(), Duration::from_millis(1500))
-            .await
-            .unwrap();
-        let session = client.session();
+    idle_light_client("heads", false, |session| {
         let stats = session.stats();
         // Every state counted, timed and acknowledged, none decoded into objects.
         assert!(stats.states_applied > 15, "{stats:?}");
@@ -222,6 +208,5 @@ fn a_client_reading_only_state_heads_is_acknowledged_like_a_decoding_one() {
         // The acks reached the server: after the first full state the stream is small deltas.
         let per_state = stats.bytes_received as f64 / stats.states_applied as f64;
         assert!(per_state < 400.0, "{per_state} bytes per state");
-        client.close().await;
     });
 }

@@ -1,6 +1,7 @@
 use godot::classes::{INode, Node};
 use godot::prelude::*;
-use nexus_sim::state::{BodyKind, ObjectDesc, ObjectId, Shape, WeatherKind, identity_rotation};
+use nexus_sim::shapes::rolling_hills;
+use nexus_sim::state::{BodyKind, ObjectDesc, ObjectId, WeatherKind, identity_rotation};
 use nexus_sim::{EnvironmentCommand, World};
 
 use crate::convert::{from_dictionary, to_variant, vec3_to_array};
@@ -259,29 +260,16 @@ impl EnvironmentManager {
 
     /// Rolling hills around a flat arena, deterministic from the properties.
     fn terrain_desc(&self) -> ObjectDesc {
-        let n = self.terrain_resolution.clamp(2, 513) as u32;
-        let size = self.terrain_size;
-        let mut heights = Vec::with_capacity((n * n) as usize);
-        for row in 0..n {
-            for col in 0..n {
-                let x = (col as f32 / (n - 1) as f32 - 0.5) * size.x;
-                let z = (row as f32 / (n - 1) as f32 - 0.5) * size.y;
-                let distance = (x * x + z * z).sqrt();
-                let ramp = ((distance - self.terrain_flat_radius) / 15.0).clamp(0.0, 1.0);
-                let hills = (x * 0.11).sin() * (z * 0.09).cos() * 0.5 + 0.5;
-                heights.push(self.terrain_hill_height * hills * ramp * ramp);
-            }
-        }
         let mut properties = serde_json::Map::new();
         properties.insert("name".into(), "terrain".into());
         ObjectDesc {
             kind: BodyKind::Static,
-            shape: Shape::Heightfield {
-                rows: n,
-                cols: n,
-                heights,
-                size: [size.x, 1.0, size.y],
-            },
+            shape: rolling_hills(
+                self.terrain_resolution.clamp(2, 513) as u32,
+                [self.terrain_size.x, self.terrain_size.y],
+                self.terrain_hill_height,
+                self.terrain_flat_radius,
+            ),
             position: vec3_to_array(self.terrain_position),
             rotation: identity_rotation(),
             mass: None,

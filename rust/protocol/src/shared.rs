@@ -582,7 +582,12 @@ impl SharedTimeline {
                 // Every view the client may have been given since the baseline, with the
                 // states they were taken in.
                 let mut since: Vec<(Arc<SharedSnapshot>, Arc<View>)> = Vec::new();
-                for state in self.between(b, snapshot.tick()) {
+                // From the states already read for level of detail: no second pass over the
+                // timeline.
+                for state in kept
+                    .iter()
+                    .filter(|s| s.tick() > b && s.tick() < snapshot.tick())
+                {
                     for &cell in &cells.cells_since {
                         let view = state.view(cell, radius, settings);
                         since.push((state.clone(), view));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nexus_sim::{
     BodyKind, MovementSettings, ObjectDesc, PlayerInput, Properties, Shape, World, WorldConfig,
-    build_shape, identity_rotation,
+    build_shape, identity_rotation, shapes::rolling_hills,
 };
 use rapier3d::control::{CharacterAutostep, CharacterLength, KinematicCharacterController};
 use rapier3d::prelude::{
@@ -21,29 +21,11 @@ use rapier3d::prelude::{
     Vector,
 };
 
-/// The demo scene's `EnvironmentManager` terrain (same formula, same defaults).
+/// The demo scene's `EnvironmentManager` terrain (its default properties).
 fn demo_terrain() -> ObjectDesc {
-    let n = 65u32;
-    let size = 120.0f32;
-    let mut heights = Vec::with_capacity((n * n) as usize);
-    for row in 0..n {
-        for col in 0..n {
-            let x = (col as f32 / (n - 1) as f32 - 0.5) * size;
-            let z = (row as f32 / (n - 1) as f32 - 0.5) * size;
-            let distance = (x * x + z * z).sqrt();
-            let ramp = ((distance - 25.0) / 15.0).clamp(0.0, 1.0);
-            let hills = (x * 0.11).sin() * (z * 0.09).cos() * 0.5 + 0.5;
-            heights.push(4.0 * hills * ramp * ramp);
-        }
-    }
     ObjectDesc {
         kind: BodyKind::Static,
-        shape: Shape::Heightfield {
-            rows: n,
-            cols: n,
-            heights,
-            size: [size, 1.0, size],
-        },
+        shape: rolling_hills(65, [120.0, 120.0], 4.0, 25.0),
         position: [0.0; 3],
         rotation: identity_rotation(),
         mass: None,

@@ -69,6 +69,31 @@ impl fmt::Debug for BuiltShape {
     }
 }
 
+/// A heightfield of rolling hills around a flat arena: `resolution` samples per side over
+/// `size` metres (x, z), hills up to `hill_height` metres, rising over 15 m from `flat_radius`
+/// metres off the centre. The demo scene's terrain (`EnvironmentManager`), the benchmarks and the
+/// tests share it.
+pub fn rolling_hills(resolution: u32, size: [f32; 2], hill_height: f32, flat_radius: f32) -> Shape {
+    let n = resolution.max(2);
+    let mut heights = Vec::with_capacity((n * n) as usize);
+    for row in 0..n {
+        for col in 0..n {
+            let x = (col as f32 / (n - 1) as f32 - 0.5) * size[0];
+            let z = (row as f32 / (n - 1) as f32 - 0.5) * size[1];
+            let distance = (x * x + z * z).sqrt();
+            let ramp = ((distance - flat_radius) / 15.0).clamp(0.0, 1.0);
+            let hills = (x * 0.11).sin() * (z * 0.09).cos() * 0.5 + 0.5;
+            heights.push(hill_height * hills * ramp * ramp);
+        }
+    }
+    Shape::Heightfield {
+        rows: n,
+        cols: n,
+        heights,
+        size: [size[0], 1.0, size[1]],
+    }
+}
+
 /// Builds the rapier shape of a contract shape, checking every number: sizes finite, positive and
 /// at most [`SIZE_LIMIT`]; points finite and within ±[`SIZE_LIMIT`]; counts within
 /// [`VERTEX_LIMIT`]; hulls not degenerate; triangle indices in range; heightfields with exactly

@@ -237,25 +237,11 @@ fn inputs_applied_several_per_tick_end_where_one_per_tick_ends() {
     }
 }
 
-/// Rolling hills up to 24° steep: the demo's terrain formula with twice its height.
+/// Rolling hills up to 24° steep: the demo's terrain with twice its height and hills right up to
+/// the centre (a flat radius of -15 m puts the whole 15 m rise behind the centre).
 fn hills() -> ObjectDesc {
-    let n = 65u32;
-    let size = 120.0f32;
-    let mut heights = Vec::with_capacity((n * n) as usize);
-    for row in 0..n {
-        for col in 0..n {
-            let x = (col as f32 / (n - 1) as f32 - 0.5) * size;
-            let z = (row as f32 / (n - 1) as f32 - 0.5) * size;
-            heights.push(8.0 * ((x * 0.11).sin() * (z * 0.09).cos() * 0.5 + 0.5));
-        }
-    }
     ObjectDesc {
-        shape: Shape::Heightfield {
-            rows: n,
-            cols: n,
-            heights,
-            size: [size, 1.0, size],
-        },
+        shape: nexus_sim::shapes::rolling_hills(65, [120.0, 120.0], 8.0, -15.0),
         ..flat_terrain()
     }
 }
