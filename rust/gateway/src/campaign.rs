@@ -301,6 +301,7 @@ impl Router {
             .store(snapshot.tick, Ordering::Relaxed);
         // Prepared once (e.g. the spatial grid), shared by every client's encoder.
         let shared_state = Arc::new(SharedState::publish(snapshot, &self.timeline));
+        let on_grid = shared_state.on_baseline_grid();
         let acks: HashMap<ClientId, u32> = acks.into_iter().collect();
         let members = self.campaign.members();
         let mut dropped = 0;
@@ -308,8 +309,12 @@ impl Router {
             let item = StateItem {
                 snapshot: shared_state.clone(),
                 input_ack: acks.get(client_id).copied(),
+                on_grid,
             };
-            if member.outbox.push_state(item) == StatePush::Replaced {
+            if matches!(
+                member.outbox.push_state(item),
+                StatePush::Replaced | StatePush::Paced
+            ) {
                 dropped += 1;
             }
         }

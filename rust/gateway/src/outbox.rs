@@ -46,6 +46,8 @@ pub(crate) struct StateItem {
     pub snapshot: Arc<SharedState>,
     /// Last input sequence number of this client the simulation processed.
     pub input_ack: Option<u32>,
+    /// The state is on the shared stream's baseline grid (see [`Outbox::push_state`]).
+    pub on_grid: bool,
 }
 
 /// Why and how the server closes a connection.
@@ -90,6 +92,9 @@ pub(crate) enum StatePush {
     Queued,
     /// A state the writer had not taken yet was replaced (one dropped update).
     Replaced,
+    /// The client is lagging and the state is not on the baseline grid: not queued (one dropped
+    /// update).
+    Paced,
     Closed,
 }
 
@@ -109,7 +114,13 @@ struct Inner {
     reliable: VecDeque<Reliable>,
     state: Option<StateItem>,
     close: Option<CloseRequest>,
+    /// Publications left during which only grid states are queued (the client lagged).
+    paced_for: u32,
 }
+
+/// How long a client that lagged is paced, in publications (two seconds at 20 per second): it
+/// must keep up for that long before it gets every state again.
+const PACE_PUBLICATIONS: u32 = 40;
 
 /// See the module documentation.
 /// Acks kept between two messages of a client (more than a client sends in that time).
@@ -186,11 +197,28 @@ impl Outbox {
         outcome
     }
 
+    /// Queues `item` in place of any state the writer has not taken yet.
+    ///
+    /// A client whose writer had not taken the previous state is lagging (its socket, or the
+    /// gateway's encoders, cannot keep up). For a while it is then paced: only states on the
+    /// shared stream's baseline grid are queued for it. Lagging clients then all get (and
+    /// acknowledge) the same states, so their baselines stay on the grid and they keep sharing
+    /// encoded messages; served whichever state happened to be newest, each would soon have a
+    /// baseline of its own, every message would be encoded for it alone, and the gateway would
+    /// fall further behind.
     pub fn push_state(&self, item: StateItem) -> StatePush {
         let outcome = {
             let mut inner = self.lock();
             if inner.close.is_some() {
                 return StatePush::Closed;
+            }
+            inner.paced_for = if inner.state.is_some() {
+                PACE_PUBLICATIONS
+            } else {
+                inner.paced_for.saturating_sub(1)
+            };
+            if inner.paced_for > 0 && !item.on_grid {
+                return StatePush::Paced;
             }
             match inner.state.replace(item) {
                 Some(_) => StatePush::Replaced,
@@ -320,7 +348,46 @@ mod tests {
         StateItem {
             snapshot: Arc::new(SharedState::for_tests(tick)),
             input_ack: None,
+            on_grid: true,
         }
+    }
+
+    fn off_grid(tick: Tick) -> StateItem {
+        StateItem {
+            on_grid: false,
+            ..state(tick)
+        }
+    }
+
+    #[test]
+    fn a_lagging_client_is_paced_to_grid_states_until_it_keeps_up() {
+        let outbox = Outbox::new(4);
+        // Keeping up: every state is queued.
+        for tick in 1..=3 {
+            assert_eq!(outbox.push_state(off_grid(tick)), StatePush::Queued);
+            assert_eq!(outbox.take_state().unwrap().snapshot.tick(), tick);
+        }
+        // The writer falls behind: the waiting state is replaced, and from then on off-grid
+        // states are skipped while grid states are still queued.
+        assert_eq!(outbox.push_state(off_grid(4)), StatePush::Queued);
+        assert_eq!(outbox.push_state(state(5)), StatePush::Replaced);
+        assert_eq!(outbox.take_state().unwrap().snapshot.tick(), 5);
+        assert_eq!(outbox.push_state(off_grid(6)), StatePush::Paced);
+        assert!(outbox.take_state().is_none());
+        assert_eq!(outbox.push_state(state(7)), StatePush::Queued);
+        assert_eq!(outbox.take_state().unwrap().snapshot.tick(), 7);
+        // Kept up for the whole pacing period since it lagged at tick 5 (every publication found
+        // the slot empty): every state again.
+        let mut tick = 8;
+        while outbox.push_state(off_grid(tick)) == StatePush::Paced {
+            tick += 1;
+            assert!(
+                tick < 8 + u64::from(PACE_PUBLICATIONS),
+                "still paced at {tick}"
+            );
+        }
+        assert_eq!(tick, 5 + u64::from(PACE_PUBLICATIONS));
+        assert_eq!(outbox.take_state().unwrap().snapshot.tick(), tick);
     }
 
     #[test]

@@ -119,6 +119,14 @@ impl SharedState {
         }
     }
 
+    /// The state is one the shared stream moves baselines to (every `baseline_interval`-th
+    /// publication).
+    pub fn on_baseline_grid(&self) -> bool {
+        self.entry
+            .sequence()
+            .is_multiple_of(self.timeline.settings().baseline_interval.max(1))
+    }
+
     #[cfg(test)]
     pub fn tick(&self) -> Tick {
         self.entry.tick()

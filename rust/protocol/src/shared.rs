@@ -23,8 +23,9 @@
 //! - `removed`/`left` name every object of any view since `B` that is not in this one;
 //! - binary deltas are taken against the object's value in `B`'s view, as decoders keep it.
 //!
-//! There is no level of detail by distance here (rate LOD would make a client's view depend on
-//! its whole history); interest and the per-view cap bound the work instead.
+//! Level of detail ([`DetailTier`]) is a function of the published states alone (an object's
+//! rank in the view and its id decide at which publications it is shown), never of a client's
+//! history, so it does not split groups.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -43,7 +44,8 @@ pub const RADIUS_STEP: f32 = 8.0;
 /// Settings of a shared stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedStreamSettings {
-    /// Side of a view cell, metres (default 16): clients in the same cell share messages.
+    /// Smallest side of a view cell, metres (default 16): clients in the same cell share
+    /// messages. Cells are at least a quarter of the view's radius wide ([`Self::cell_size`]).
     pub view_cell_size: f32,
     /// Most objects in a view, the nearest to the cell's centre (default 2,048).
     pub max_objects: usize,
@@ -57,10 +59,9 @@ pub struct SharedStreamSettings {
     /// message, the next 192 every 4th publication, the rest every 16th). Empty: every object
     /// in every message.
     pub detail: Vec<DetailTier>,
-    /// Level of detail ranks objects by distance from the centre of a coarser cell than the view
-    /// cell, this wide (default 64 m): every view cell inside it ranks alike, so the clients of
-    /// a busy area still share messages.
-    pub detail_cell_size: f32,
+    /// Objects within this distance of the view cell (so of any viewer in it) are shown in every
+    /// message whatever their rank, metres (default 8).
+    pub full_detail_distance: f32,
     /// Snapshot preparation (spatial grid).
     pub snapshot: SnapshotConfig,
 }
@@ -79,6 +80,13 @@ pub struct DetailTier {
 }
 
 impl SharedStreamSettings {
+    /// Side of the view cells of views of `radius`: at least a quarter of the radius, so that a
+    /// crowd spread over an area the size of a view shares tens of views rather than hundreds,
+    /// while a view reaches at most about half a radius beyond the viewer's own.
+    pub fn cell_size(&self, radius: f32) -> f32 {
+        self.view_cell_size.max(radius * 0.25)
+    }
+
     /// The level of detail of the object ranked `rank` in its view.
     fn every_at_rank(&self, rank: usize) -> u32 {
         self.detail
@@ -119,7 +127,7 @@ impl Default for SharedStreamSettings {
                     every: 16,
                 },
             ],
-            detail_cell_size: 64.0,
+            full_detail_distance: 8.0,
             snapshot: SnapshotConfig::default(),
         }
     }
@@ -274,6 +282,11 @@ impl SharedSnapshot {
         self.snapshot.tick()
     }
 
+    /// Publication number on its timeline (0, 1, 2, ...).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
     /// Distinct messages encoded for this state so far (one per group of clients).
     pub fn encodings(&self) -> usize {
         self.messages.lock().map_or(0, |m| m.len())
@@ -287,10 +300,11 @@ impl SharedSnapshot {
             return view;
         }
         let mut found: Vec<(u32, f32)> = Vec::new();
-        match cell.centre(settings.view_cell_size) {
+        let cell_size = settings.cell_size(radius);
+        match cell.centre(cell_size) {
             None => found.extend((0..self.snapshot.objects().len() as u32).map(|i| (i, 0.0))),
             Some(centre) => {
-                let reach = radius + settings.view_cell_size * 0.5 * 3f32.sqrt();
+                let reach = radius + cell_size * 0.5 * 3f32.sqrt();
                 self.snapshot
                     .for_each_within(centre, reach, |index, distance| {
                         found.push((index as u32, distance));
@@ -308,24 +322,35 @@ impl SharedSnapshot {
             found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             found.truncate(settings.max_objects);
         }
-        let mut entries: Vec<(u32, u32)> = match cell.centre(settings.view_cell_size) {
+        let mut entries: Vec<(u32, u32)> = match cell.centre(cell_size) {
             Some(centre) if detailed => {
-                // Ranked from the centre of the coarser detail cell around this view cell.
-                let size = settings.detail_cell_size.max(settings.view_cell_size);
-                let from = centre.map(|c| ((c / size).floor() + 0.5) * size);
-                let mut ranked: Vec<(u32, f32)> = found
-                    .iter()
-                    .map(|&(index, _)| {
-                        let p = self.snapshot.objects()[index as usize].position;
-                        let d2: f32 = (0..3).map(|axis| (p[axis] - from[axis]).powi(2)).sum();
-                        (index, d2)
-                    })
-                    .collect();
-                ranked.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-                ranked
+                // Ranked by distance from the cell's centre (the same for every viewer in the
+                // cell); whatever is close to the cell, and so to any viewer in it, stays at
+                // full detail whatever its rank.
+                let half = cell_size * 0.5;
+                let near = settings.full_detail_distance.max(0.0);
+                let close_to_cell = |index: u32| {
+                    let p = self.snapshot.objects()[index as usize].position;
+                    let outside: f32 = (0..3)
+                        .map(|axis| ((p[axis] - centre[axis]).abs() - half).max(0.0).powi(2))
+                        .sum();
+                    outside <= near * near
+                };
+                found.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                found
                     .into_iter()
                     .enumerate()
-                    .map(|(rank, (index, _))| (index, settings.every_at_rank(rank)))
+                    .map(|(rank, (index, _))| {
+                        let every = settings.every_at_rank(rank);
+                        (
+                            index,
+                            if every > 1 && close_to_cell(index) {
+                                1
+                            } else {
+                                every
+                            },
+                        )
+                    })
                     .collect()
             }
             _ => found.into_iter().map(|(index, _)| (index, 1)).collect(),
@@ -598,10 +623,17 @@ impl SharedTimeline {
                 let mut distinct: Vec<&Arc<View>> = since.iter().map(|(_, v)| v).collect();
                 distinct.sort_unstable_by_key(|v| v.fingerprint);
                 distinct.dedup_by_key(|v| v.fingerprint);
-                let held_throughout = |id: ObjectId| {
-                    base_view.position_of(id).is_some()
-                        && distinct.iter().all(|v| v.position_of(id).is_some())
-                };
+                // Views are sorted by id: one walk per view instead of a search per object.
+                let in_base = positions_in(&view.ids, &base_view.ids);
+                let mut held_throughout: Vec<bool> = in_base.iter().map(Option::is_some).collect();
+                for since_view in &distinct {
+                    let mut held = held_throughout.iter_mut();
+                    walk_sorted(&view.ids, &since_view.ids, |_, found| {
+                        if let Some(held) = held.next() {
+                            *held &= found.is_some();
+                        }
+                    });
+                }
                 // Under level of detail a message since the baseline may have shown an older or
                 // newer value of a far object than both the baseline and this message: a client
                 // that merges messages (JSON) may hold that one, so it is listed again. A binary
@@ -609,10 +641,10 @@ impl SharedTimeline {
                 let merging = encoding == Encoding::Json && settings.longest_every() > 1;
                 let mut listed = Vec::new();
                 for (position, &index) in view.indices.iter().enumerate() {
-                    let id = id_of(index);
+                    let id = view.ids[position];
                     let shown_now = shown(&kept, current, index as usize, id, view.every(position));
                     // The value the client holds from the baseline view.
-                    let held = base_view.position_of(id).map(|k| {
+                    let held = in_base[position].map(|k| {
                         let base_index = base_view.indices[k] as usize;
                         shown(&kept, base_state, base_index, id, base_view.every(k))
                     });
@@ -625,7 +657,7 @@ impl SharedTimeline {
                         base,
                         meta,
                     };
-                    if !held_throughout(id) {
+                    if !held_throughout[position] {
                         listed.push(listing(true));
                     } else if let Some(held) = held {
                         let (mut changed, mut meta_changed) = changed_between(shown_now, held);
@@ -653,7 +685,11 @@ impl SharedTimeline {
                 // What the client may hold that is no longer in its view.
                 let mut gone: Vec<ObjectId> = Vec::new();
                 for ids in std::iter::once(&base_view.ids).chain(distinct.iter().map(|v| &v.ids)) {
-                    gone.extend(ids.iter().filter(|&&id| view.position_of(id).is_none()));
+                    walk_sorted(ids, &view.ids, |id, found| {
+                        if found.is_none() {
+                            gone.push(id);
+                        }
+                    });
                 }
                 gone.sort_unstable();
                 gone.dedup();
@@ -708,7 +744,11 @@ fn shown<'s>(
             let first = kept.first()?.sequence;
             kept.get(usize::try_from(due.checked_sub(first)?).ok()?)
         })
-        .and_then(|due| due.snapshot.index_of(id).map(|i| (due.as_ref(), i)))
+        .and_then(|due| {
+            due.snapshot
+                .index_of_near(id, index)
+                .map(|i| (due.as_ref(), i))
+        })
         .unwrap_or((state, index))
 }
 
@@ -724,6 +764,29 @@ fn changed_between(a: (&SharedSnapshot, usize), b: (&SharedSnapshot, usize)) -> 
         newer.changed_at[newer_index] > older.tick(),
         newer.meta_changed_at[newer_index] > older.tick(),
     )
+}
+
+/// Walks `ids` (ascending) alongside `other` (ascending), calling `visit` with each id of `ids`
+/// and its position in `other`, if there.
+fn walk_sorted(
+    ids: &[ObjectId],
+    other: &[ObjectId],
+    mut visit: impl FnMut(ObjectId, Option<usize>),
+) {
+    let mut k = 0;
+    for &id in ids {
+        while k < other.len() && other[k] < id {
+            k += 1;
+        }
+        visit(id, (k < other.len() && other[k] == id).then_some(k));
+    }
+}
+
+/// The position in `other` of each id of `ids` (both ascending).
+fn positions_in(ids: &[ObjectId], other: &[ObjectId]) -> Vec<Option<usize>> {
+    let mut positions = Vec::with_capacity(ids.len());
+    walk_sorted(ids, other, |_, found| positions.push(found));
+    positions
 }
 
 /// One client's position in a shared stream: its baseline and the messages it got since.
@@ -864,7 +927,7 @@ impl SharedStateEncoder {
             }
             None => None,
         };
-        let cell = ViewCell::of(viewer, settings.view_cell_size);
+        let cell = ViewCell::of(viewer, settings.cell_size(self.radius));
         let mut cells_since: Vec<ViewCell> = self.sent.iter().map(|s| s.cell).collect();
         cells_since.sort_unstable();
         cells_since.dedup();

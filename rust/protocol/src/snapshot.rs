@@ -186,6 +186,16 @@ impl Snapshot {
         self.ids.binary_search(&id).ok()
     }
 
+    /// [`Self::index_of`], trying `hint` first: the object's index in a nearby state of the same
+    /// world, usually the same while nothing was added or removed before it.
+    pub(crate) fn index_of_near(&self, id: ObjectId, hint: usize) -> Option<usize> {
+        if self.ids.get(hint) == Some(&id) {
+            Some(hint)
+        } else {
+            self.index_of(id)
+        }
+    }
+
     pub(crate) fn quantized(&self, index: usize) -> &QuantizedState {
         &self.quantized[index]
     }

@@ -23,7 +23,7 @@ const RADIUS: f32 = 50.0;
 /// How far beyond the radius a client may still hold objects: its view is taken around the
 /// centre of its cell (up to a diagonal away), at the radius rounded up to a step.
 fn slack(settings: &SharedStreamSettings) -> f32 {
-    settings.view_cell_size * 3f32.sqrt() + RADIUS_STEP
+    settings.cell_size(RADIUS + RADIUS_STEP) * 3f32.sqrt() + RADIUS_STEP
 }
 
 struct Client {
@@ -152,20 +152,26 @@ impl Recent {
         self.0.back().expect("published")
     }
 
-    /// The ids of the `n` objects nearest to the centre of the 64 m detail cell around the
-    /// viewer's 16 m view cell: shown at full detail whatever the ties (the test tiers give 16).
-    fn nearest(&self, viewer: [f32; 3], n: usize) -> Vec<ObjectId> {
-        let view_centre = viewer.map(|c| ((c / 16.0).floor() + 0.5) * 16.0);
-        let centre = view_centre.map(|c| ((c / 64.0).floor() + 0.5) * 64.0);
-        let mut by_distance: Vec<(f32, ObjectId)> = self
-            .current()
-            .snapshot()
-            .objects()
+    /// The ids of the objects a viewer must see at full detail (the test tiers give 16): the 8
+    /// nearest to the centre of its view cell whatever the ties, and every object within the
+    /// full-detail distance of the viewer.
+    fn full_detail(&self, viewer: [f32; 3], settings: &SharedStreamSettings) -> Vec<ObjectId> {
+        let size = settings.cell_size((RADIUS / RADIUS_STEP).ceil() * RADIUS_STEP);
+        let centre = viewer.map(|c| ((c / size).floor() + 0.5) * size);
+        let objects = self.current().snapshot().objects();
+        let mut by_distance: Vec<(f32, ObjectId)> = objects
             .iter()
             .map(|o| (distance(o.position, centre), o.id))
             .collect();
         by_distance.sort_by(|a, b| a.0.total_cmp(&b.0));
-        by_distance.into_iter().take(n).map(|(_, id)| id).collect()
+        let mut ids: Vec<ObjectId> = by_distance.into_iter().take(8).map(|(_, id)| id).collect();
+        ids.extend(
+            objects
+                .iter()
+                .filter(|o| distance(o.position, viewer) <= settings.full_detail_distance)
+                .map(|o| o.id),
+        );
+        ids
     }
 }
 
@@ -243,7 +249,7 @@ fn binary_clients_hold_their_view_exactly() {
                 let held: Vec<ObjectId> = decoded.objects.iter().map(|o| o.id).collect();
                 check_view(&held, &current, client.viewer(step), slack(&settings));
                 let what = format!("seed {seed} step {step} client {i}");
-                let nearest = recent.nearest(client.viewer(step), 8);
+                let nearest = recent.full_detail(client.viewer(step), &settings);
                 for object in &decoded.objects {
                     let truth = current.snapshot().object(object.id).expect("in the world");
                     if !lod || nearest.contains(&object.id) {
@@ -311,7 +317,7 @@ fn merging_json_clients_track_the_world() {
                 client.merging.apply(&message);
                 let held: Vec<ObjectId> = client.merging.objects.keys().copied().collect();
                 check_view(&held, &current, client.viewer(step), slack(&settings));
-                let nearest = recent.nearest(client.viewer(step), 8);
+                let nearest = recent.full_detail(client.viewer(step), &settings);
                 for held in client.merging.objects.values() {
                     let matches = |truth: &nexus_sim::state::ObjectState| {
                         (0..3).all(|axis| {
@@ -502,7 +508,13 @@ fn level_of_detail_lists_far_objects_less_often() {
     // Bytes of one client's stream through a busy world, with and without level of detail.
     let bytes = |lod: bool| {
         let mut world = RandomWorld::new(21, 400, 60.0);
-        let timeline = SharedTimeline::new("c", settings(lod));
+        // The whole world is within a few metres of this radius's 100 m view cell: rank alone
+        // decides the detail here.
+        let settings = SharedStreamSettings {
+            full_detail_distance: 0.0,
+            ..settings(lod)
+        };
+        let timeline = SharedTimeline::new("c", settings);
         let mut encoder = SharedStateEncoder::new(Encoding::Binary, 200.0);
         let mut decoder = StateDecoder::default();
         let mut total = 0usize;
