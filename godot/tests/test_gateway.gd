@@ -11,10 +11,11 @@ func after_each() -> void:
 		await frames(2)
 
 
-func _serve() -> PhysicsWorldServer:
+func _serve(io_niceness := 5) -> PhysicsWorldServer:
 	root = Node3D.new()
 	var gateway := NexusGateway.new()
 	gateway.name = "Gateway"
+	gateway.io_niceness = io_niceness
 	gateway.port = 0
 	gateway.development_mode = true
 	gateway.allow_command_line = false
@@ -161,3 +162,29 @@ func test_freeing_the_gateway_frees_its_port() -> void:
 	var listener := TCPServer.new()
 	check_eq(listener.listen(port, "127.0.0.1"), OK, "the port is free again")
 	listener.stop()
+
+
+## The `nice` value of a /proc stat line (field 19; the command name may hold spaces).
+func _niceness(stat_path: String) -> int:
+	var file := FileAccess.open(stat_path, FileAccess.READ)
+	if file == null:
+		return -100
+	var stat := file.get_line()
+	var fields := stat.substr(stat.rfind(")") + 2).split(" ")
+	return int(fields[16])
+
+
+func test_the_network_threads_yield_to_the_tick() -> void:
+	_serve(7)
+	await frames(2)
+	var ours := _niceness("/proc/self/stat")
+	var io_threads: Array[int] = []
+	for task in DirAccess.get_directories_at("/proc/self/task"):
+		var comm := FileAccess.open("/proc/self/task/%s/comm" % task, FileAccess.READ)
+		if comm != null and comm.get_line().strip_edges() == "nexus-gw-io":
+			io_threads.append(_niceness("/proc/self/task/%s/stat" % task))
+	check(io_threads.size() >= 1, "the gateway's network threads are found")
+	for nice in io_threads:
+		check_eq(nice, mini(ours + 7, 19), "a network thread is 7 steps nicer than the game")
+	var gateway: NexusGateway = root.get_node("Gateway")
+	check_eq(gateway.io_niceness, 7, "the property")

@@ -311,11 +311,8 @@ impl Router {
                 input_ack: acks.get(client_id).copied(),
                 on_grid,
             };
-            if matches!(
-                member.outbox.push_state(item),
-                StatePush::Replaced | StatePush::Paced
-            ) {
-                dropped += 1;
+            if let StatePush::Accepted { dropped: n } = member.outbox.push_state(item) {
+                dropped += u64::from(n);
             }
         }
         drop(members);

@@ -31,6 +31,11 @@ pub struct GatewayConfig {
     pub interest: InterestSettings,
     /// Worker threads of the gateway's tokio runtime.
     pub worker_threads: usize,
+    /// Niceness added to the worker threads (Linux; 0 to 19, default 5): when the machine is
+    /// short of CPU, the host's tick thread gets it first. States are latest-wins and lagging
+    /// clients are paced, so a gateway that gets less CPU sends fewer states; a tick that gets
+    /// less CPU runs late for everybody.
+    pub io_niceness: i32,
 }
 
 /// Timeouts and queue sizes of a session.
@@ -86,6 +91,7 @@ impl GatewayConfig {
             session: SessionConfig::default(),
             interest: InterestSettings::default(),
             worker_threads: 2,
+            io_niceness: 5,
         }
     }
 
@@ -199,6 +205,12 @@ impl GatewayConfig {
         }
         if self.worker_threads == 0 {
             return fail("worker_threads must be at least 1".into());
+        }
+        if !(0..=19).contains(&self.io_niceness) {
+            return fail(format!(
+                "io_niceness must be within 0..=19, got {}",
+                self.io_niceness
+            ));
         }
         Ok(())
     }

@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use nexus_sim::state::{ObjectId, Tick};
 use tokio::sync::Notify;
@@ -89,12 +90,11 @@ pub(crate) enum ReliablePush {
 /// Outcome of pushing a state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StatePush {
-    Queued,
-    /// A state the writer had not taken yet was replaced (one dropped update).
-    Replaced,
-    /// The client is lagging and the state is not on the baseline grid: not queued (one dropped
-    /// update).
-    Paced,
+    /// Queued, or held back for a paced client; `dropped` older states, queued or held back
+    /// until now, will never be sent (each a counted dropped update).
+    Accepted {
+        dropped: u32,
+    },
     Closed,
 }
 
@@ -116,7 +116,15 @@ struct Inner {
     close: Option<CloseRequest>,
     /// Publications left during which only grid states are queued (the client lagged).
     paced_for: u32,
+    /// The newest state held back by pacing, and since when: sent if nothing newer is queued
+    /// within [`HELD_BACK_AT_MOST`] (the world paused, or publishes slowly), so that the newest
+    /// state always reaches the client.
+    held_back: Option<(StateItem, Instant)>,
 }
+
+/// How long a held-back state waits for a newer one: longer than the gap between two grid states
+/// at 20 states per second (200 ms).
+pub(crate) const HELD_BACK_AT_MOST: Duration = Duration::from_millis(250);
 
 /// How long a client that lagged is paced, in publications (two seconds at 20 per second): it
 /// must keep up for that long before it gets every state again.
@@ -174,6 +182,7 @@ impl Outbox {
             if inner.reliable.len() >= self.reliable_capacity {
                 inner.reliable.clear();
                 inner.state = None;
+                inner.held_back = None;
                 inner.close = Some(CloseRequest {
                     code: CloseCode::Again,
                     reason_code: codes::SLOW_CONSUMER.to_string(),
@@ -218,12 +227,14 @@ impl Outbox {
                 inner.paced_for.saturating_sub(1)
             };
             if inner.paced_for > 0 && !item.on_grid {
-                return StatePush::Paced;
+                let dropped = inner.held_back.replace((item, Instant::now())).is_some();
+                return StatePush::Accepted {
+                    dropped: u32::from(dropped),
+                };
             }
-            match inner.state.replace(item) {
-                Some(_) => StatePush::Replaced,
-                None => StatePush::Queued,
-            }
+            let dropped = u32::from(inner.held_back.take().is_some())
+                + u32::from(inner.state.replace(item).is_some());
+            StatePush::Accepted { dropped }
         };
         self.wake.notify_one();
         outcome
@@ -238,6 +249,7 @@ impl Outbox {
             if discard {
                 inner.reliable.clear();
                 inner.state = None;
+                inner.held_back = None;
             }
             if inner.close.is_none() {
                 inner.close = Some(request);
@@ -258,6 +270,28 @@ impl Outbox {
 
     pub fn take_state(&self) -> Option<StateItem> {
         self.lock().state.take()
+    }
+
+    /// When the held-back state is due (see [`Inner::held_back`]), if there is one.
+    pub fn held_back_due(&self) -> Option<Instant> {
+        self.lock()
+            .held_back
+            .as_ref()
+            .map(|(_, since)| *since + HELD_BACK_AT_MOST)
+    }
+
+    /// The held-back state, once due and while nothing newer is queued.
+    pub fn take_held_back(&self, now: Instant) -> Option<StateItem> {
+        let mut inner = self.lock();
+        let due = inner
+            .held_back
+            .as_ref()
+            .is_some_and(|(_, since)| now >= *since + HELD_BACK_AT_MOST);
+        if due && inner.state.is_none() {
+            inner.held_back.take().map(|(item, _)| item)
+        } else {
+            None
+        }
     }
 
     /// The close request, once nothing that must precede it is queued.
@@ -359,45 +393,74 @@ mod tests {
         }
     }
 
+    fn accepted(dropped: u32) -> StatePush {
+        StatePush::Accepted { dropped }
+    }
+
     #[test]
     fn a_lagging_client_is_paced_to_grid_states_until_it_keeps_up() {
         let outbox = Outbox::new(4);
         // Keeping up: every state is queued.
         for tick in 1..=3 {
-            assert_eq!(outbox.push_state(off_grid(tick)), StatePush::Queued);
+            assert_eq!(outbox.push_state(off_grid(tick)), accepted(0));
             assert_eq!(outbox.take_state().unwrap().snapshot.tick(), tick);
         }
         // The writer falls behind: the waiting state is replaced, and from then on off-grid
-        // states are skipped while grid states are still queued.
-        assert_eq!(outbox.push_state(off_grid(4)), StatePush::Queued);
-        assert_eq!(outbox.push_state(state(5)), StatePush::Replaced);
+        // states are held back (the newest only) while grid states are queued.
+        assert_eq!(outbox.push_state(off_grid(4)), accepted(0));
+        assert_eq!(outbox.push_state(state(5)), accepted(1));
         assert_eq!(outbox.take_state().unwrap().snapshot.tick(), 5);
-        assert_eq!(outbox.push_state(off_grid(6)), StatePush::Paced);
+        assert_eq!(outbox.push_state(off_grid(6)), accepted(0));
         assert!(outbox.take_state().is_none());
-        assert_eq!(outbox.push_state(state(7)), StatePush::Queued);
-        assert_eq!(outbox.take_state().unwrap().snapshot.tick(), 7);
+        assert!(
+            outbox.take_held_back(Instant::now()).is_none(),
+            "not due yet"
+        );
+        assert_eq!(
+            outbox.push_state(off_grid(7)),
+            accepted(1),
+            "6 is superseded"
+        );
+        assert_eq!(outbox.push_state(state(8)), accepted(1), "so is 7");
+        assert_eq!(outbox.take_state().unwrap().snapshot.tick(), 8);
+        assert!(outbox.held_back_due().is_none());
         // Kept up for the whole pacing period since it lagged at tick 5 (every publication found
         // the slot empty): every state again.
-        let mut tick = 8;
-        while outbox.push_state(off_grid(tick)) == StatePush::Paced {
+        let mut tick = 9;
+        loop {
+            let held_before = outbox.held_back_due().is_some();
+            assert_eq!(
+                outbox.push_state(off_grid(tick)),
+                accepted(u32::from(held_before))
+            );
+            if let Some(item) = outbox.take_state() {
+                assert_eq!(item.snapshot.tick(), tick);
+                break;
+            }
             tick += 1;
             assert!(
-                tick < 8 + u64::from(PACE_PUBLICATIONS),
+                tick <= 5 + u64::from(PACE_PUBLICATIONS),
                 "still paced at {tick}"
             );
         }
         assert_eq!(tick, 5 + u64::from(PACE_PUBLICATIONS));
-        assert_eq!(outbox.take_state().unwrap().snapshot.tick(), tick);
     }
 
     #[test]
-    fn state_is_latest_wins_and_drops_are_reported() {
+    fn a_held_back_state_is_sent_when_nothing_newer_comes() {
         let outbox = Outbox::new(4);
-        assert_eq!(outbox.push_state(state(1)), StatePush::Queued);
-        assert_eq!(outbox.push_state(state(2)), StatePush::Replaced);
-        assert_eq!(outbox.push_state(state(3)), StatePush::Replaced);
-        assert_eq!(outbox.take_state().unwrap().snapshot.tick(), 3);
-        assert!(outbox.take_state().is_none());
+        outbox.push_state(off_grid(1));
+        outbox.push_state(state(2)); // lagging: paced from now on
+        assert_eq!(outbox.take_state().unwrap().snapshot.tick(), 2);
+        outbox.push_state(off_grid(3));
+        let due = outbox.held_back_due().expect("held back");
+        assert!(
+            outbox
+                .take_held_back(due - Duration::from_millis(1))
+                .is_none()
+        );
+        assert_eq!(outbox.take_held_back(due).unwrap().snapshot.tick(), 3);
+        assert!(outbox.held_back_due().is_none() && outbox.take_state().is_none());
     }
 
     #[test]

@@ -584,14 +584,22 @@ impl Writer {
                 self.send_counted(message, false).await;
                 continue;
             }
-            if let Some(item) = self.outbox.take_state() {
+            let item = self
+                .outbox
+                .take_state()
+                .or_else(|| self.outbox.take_held_back(std::time::Instant::now()));
+            if let Some(item) = item {
                 if let Some(message) = self.encode_state(&item) {
                     self.send_counted(message, true).await;
                 }
                 continue;
             }
+            let held_back = self.outbox.held_back_due();
             tokio::select! {
                 _ = self.outbox.wait() => {}
+                _ = tokio::time::sleep_until(
+                        held_back.map_or_else(Instant::now, Instant::from_std)
+                    ), if held_back.is_some() => {}
                 _ = ping.tick() => {
                     if self.send(Message::Ping(Bytes::new())).await.is_err() {
                         self.connection_lost();

@@ -53,6 +53,12 @@ pub struct NexusGateway {
     #[export(range = (1.0, 100000.0, 1.0, or_greater))]
     #[init(val = 64)]
     max_connections_per_address: i32,
+    /// Niceness added to the gateway's network threads (Linux): when the machine is short of
+    /// CPU the simulation's tick gets it first, and the gateway sends fewer states instead.
+    /// 0 runs them at the game's own priority.
+    #[export(range = (0.0, 19.0, 1.0))]
+    #[init(val = 5)]
+    io_niceness: i32,
     /// Start when the node enters the tree (outside the editor).
     #[export]
     #[init(val = true)]
@@ -333,6 +339,7 @@ impl NexusGateway {
         config.bind = SocketAddr::new(ip, port);
         config.limits.max_connections = max_connections.max(1) as usize;
         config.limits.max_connections_per_address = max_per_address.max(1) as usize;
+        config.io_niceness = self.io_niceness;
         config.path = self.endpoint_path.to_string();
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

@@ -22,6 +22,7 @@ use rapier3d::prelude::{
     ColliderBuilder, ColliderHandle, PhysicsWorld, QueryFilter, RigidBodyBuilder, RigidBodyHandle,
     RigidBodyType, Vector,
 };
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{InteractionRequest, PlayerInput};
@@ -87,7 +88,6 @@ pub struct World {
     awake_mark: Vec<Tick>,
     awake_last: Vec<ObjectId>,
     awake_scratch: Vec<ObjectId>,
-    collisions: Vec<CharacterCollision>,
 }
 
 impl std::fmt::Debug for World {
@@ -133,7 +133,6 @@ impl World {
             awake_mark: Vec::new(),
             awake_last: Vec::new(),
             awake_scratch: Vec::new(),
-            collisions: Vec::new(),
         }
     }
 
@@ -700,91 +699,130 @@ impl World {
 
     fn process_inputs(&mut self, next: Tick) {
         let dt = self.dt();
-        let clients: Vec<ClientId> = self.players.keys().copied().collect();
-        for client in clients {
+        // 1. Which inputs each avatar applies this tick (a still one for an idle avatar, so it
+        //    keeps falling and settling).
+        let mut moves: Vec<AvatarMoves> = Vec::with_capacity(self.players.len());
+        for (&client, player) in &self.players {
             let Some(queue) = self.inputs.get_mut(&client) else {
                 continue;
             };
-            let due = queue.take_due(next, &self.config.input);
-            let idle = due.is_empty()
-                && next.saturating_sub(queue.last_input_tick) > self.config.input.idle_after_ticks;
-            for input in due {
-                self.move_avatar(client, &input, dt);
-                if let Some(queue) = self.inputs.get_mut(&client) {
-                    queue.mark_processed(input, next, self.config.input.history);
-                }
-            }
-            if idle {
-                let look = self.players[&client].character.look;
-                let still = PlayerInput {
+            let mut inputs = queue.take_due(next, &self.config.input);
+            let processed = inputs.len();
+            if inputs.is_empty()
+                && next.saturating_sub(queue.last_input_tick) > self.config.input.idle_after_ticks
+            {
+                inputs.push(PlayerInput {
                     seq: 0,
                     tick: None,
                     movement: [0.0, 0.0],
-                    look,
+                    look: player.character.look,
                     jump: false,
                     run: false,
-                };
-                self.move_avatar(client, &still, dt);
+                });
             }
-            self.follow_holder(client);
+            let Some(avatar) = self.objects.get(&player.avatar) else {
+                continue;
+            };
+            moves.push(AvatarMoves {
+                client,
+                body: avatar.body,
+                held: player
+                    .held
+                    .and_then(|h| self.objects.get(&h))
+                    .map(|r| r.collider),
+                start: player.character,
+                inputs,
+                processed,
+                steps: Vec::new(),
+            });
         }
-    }
-
-    /// One movement step of a client's avatar, pushing dynamic bodies it walks into.
-    fn move_avatar(&mut self, client: ClientId, input: &PlayerInput, dt: f32) {
-        let Some(player) = self.players.get(&client) else {
-            return;
-        };
-        let avatar = &self.objects[&player.avatar];
-        let avatar_body = avatar.body;
-        let held_collider: Option<ColliderHandle> = player
-            .held
-            .and_then(|h| self.objects.get(&h))
-            .map(|r| r.collider);
-        let state = player.character;
+        // 2. The movement itself. Avatars move against the colliders as they were at the start
+        //    of the tick (their new poses take effect in the physics step), so each avatar's
+        //    steps depend on nothing another avatar does this tick: with many avatars they run
+        //    in parallel, and give the same result as one after the other.
         let settings = &self.config.movement;
         let gravity_y = self.config.gravity[1];
-        self.collisions.clear();
-        let skip_held = move |handle: ColliderHandle, _: &rapier3d::prelude::Collider| {
-            Some(handle) != held_collider
-        };
-        let filter = QueryFilter::default()
-            .exclude_rigid_body(avatar_body)
-            .exclude_sensors()
-            .predicate(&skip_held);
-        let next = {
-            let query = self.physics.broad_phase.as_query_pipeline(
-                self.physics.narrow_phase.query_dispatcher(),
-                &self.physics.bodies,
-                &self.physics.colliders,
+        let physics = &self.physics;
+        let move_one = |moves: &mut AvatarMoves| {
+            let held = moves.held;
+            let skip_held =
+                move |handle: ColliderHandle, _: &rapier3d::prelude::Collider| Some(handle) != held;
+            let filter = QueryFilter::default()
+                .exclude_rigid_body(moves.body)
+                .exclude_sensors()
+                .predicate(&skip_held);
+            let query = physics.broad_phase.as_query_pipeline(
+                physics.narrow_phase.query_dispatcher(),
+                &physics.bodies,
+                &physics.colliders,
                 filter,
             );
-            movement::step_character(
-                settings,
-                gravity_y,
-                dt,
-                &state,
-                input,
-                &query,
-                &mut self.collisions,
-            )
+            let mut state = moves.start;
+            for input in &moves.inputs {
+                let mut collisions = Vec::new();
+                state = movement::step_character(
+                    settings,
+                    gravity_y,
+                    dt,
+                    &state,
+                    input,
+                    &query,
+                    &mut collisions,
+                );
+                moves.steps.push((state, collisions));
+            }
         };
-        {
-            let mut query = self.physics.broad_phase.as_query_pipeline_mut(
-                self.physics.narrow_phase.query_dispatcher(),
-                &mut self.physics.bodies,
-                &mut self.physics.colliders,
-                filter,
-            );
-            movement::push_bodies(settings, dt, &mut query, &self.collisions);
+        if moves.len() >= PARALLEL_AVATARS {
+            moves.par_iter_mut().for_each(move_one);
+        } else {
+            moves.iter_mut().for_each(move_one);
         }
-        let body = &mut self.physics.bodies[avatar_body];
-        body.set_next_kinematic_position(rapier3d::prelude::Pose::from_parts(
-            Vector::from_array(next.position),
-            rapier3d::prelude::Rotation::from_array(next.rotation()),
-        ));
-        if let Some(player) = self.players.get_mut(&client) {
-            player.character = next;
+        // 3. Their effects, in client order: pushes on dynamic bodies, new poses, acks, held
+        //    objects.
+        for moves in moves {
+            let AvatarMoves {
+                client,
+                body,
+                held,
+                inputs,
+                processed,
+                steps,
+                ..
+            } = moves;
+            for (index, (input, (state, collisions))) in inputs.into_iter().zip(steps).enumerate() {
+                if !collisions.is_empty() {
+                    let skip_held =
+                        move |handle: ColliderHandle, _: &rapier3d::prelude::Collider| {
+                            Some(handle) != held
+                        };
+                    let filter = QueryFilter::default()
+                        .exclude_rigid_body(body)
+                        .exclude_sensors()
+                        .predicate(&skip_held);
+                    let mut query = self.physics.broad_phase.as_query_pipeline_mut(
+                        self.physics.narrow_phase.query_dispatcher(),
+                        &mut self.physics.bodies,
+                        &mut self.physics.colliders,
+                        filter,
+                    );
+                    movement::push_bodies(&self.config.movement, dt, &mut query, &collisions);
+                }
+                self.physics.bodies[body].set_next_kinematic_position(
+                    rapier3d::prelude::Pose::from_parts(
+                        Vector::from_array(state.position),
+                        rapier3d::prelude::Rotation::from_array(state.rotation()),
+                    ),
+                );
+                if let Some(player) = self.players.get_mut(&client) {
+                    player.character = state;
+                }
+                if index < processed
+                    && let Some(queue) = self.inputs.get_mut(&client)
+                {
+                    queue.mark_processed(input, next, self.config.input.history);
+                }
+            }
+            self.follow_holder(client);
         }
     }
 
@@ -977,4 +1015,20 @@ impl World {
     pub(crate) fn body_handle(&self, id: ObjectId) -> Option<RigidBodyHandle> {
         self.objects.get(&id).map(|r| r.body)
     }
+}
+
+/// From this many avatars on, their movement runs on rayon's pool.
+const PARALLEL_AVATARS: usize = 32;
+
+/// One avatar's movement in a tick: the inputs it applies and, once moved, the state and
+/// collisions after each.
+struct AvatarMoves {
+    client: ClientId,
+    body: RigidBodyHandle,
+    held: Option<ColliderHandle>,
+    start: CharacterState,
+    inputs: Vec<PlayerInput>,
+    /// How many of `inputs` come from the client's queue (the rest is an idle step).
+    processed: usize,
+    steps: Vec<(CharacterState, Vec<CharacterCollision>)>,
 }

@@ -259,3 +259,57 @@ fn the_world_is_identical_whatever_the_thread_count() {
     assert_eq!(one, run_with(2));
     assert_eq!(one, run_with(5));
 }
+
+#[test]
+fn a_crowd_moves_the_same_whatever_the_thread_count() {
+    // Enough avatars for their movement to run in parallel, walking into each other and into
+    // loose crates (pushes), some idle some of the time (idle steps), two inputs in some ticks.
+    let run_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut world = World::new(WorldConfig::default());
+            world.add_environment_object(terrain()).unwrap();
+            for i in 0..12 {
+                let angle = i as f32 * 0.52;
+                world
+                    .add_object(crate_at([angle.cos() * 2.0, 1.0, angle.sin() * 2.0], 0.3))
+                    .unwrap();
+            }
+            let avatars = 60u32;
+            for client in 1..=avatars {
+                let angle = client as f32 / avatars as f32 * std::f32::consts::TAU;
+                let at = [angle.cos() * 9.0, 2.0, angle.sin() * 9.0];
+                world.spawn_player(client, "p", Some(at)).unwrap();
+            }
+            for t in 0..150u64 {
+                for client in 1..=avatars {
+                    if (t + u64::from(client)).is_multiple_of(7) {
+                        continue;
+                    }
+                    let angle = client as f32 / avatars as f32 * std::f32::consts::TAU;
+                    let mut step = input(t as u32 * 2 + 1, [0.0, 1.0]);
+                    step.look = [-angle.cos(), 0.0, -angle.sin()];
+                    step.run = client % 3 == 0;
+                    step.jump = (t + u64::from(client)).is_multiple_of(40);
+                    let mut batch = vec![step.clone()];
+                    if client % 5 == 0 && t % 10 == 3 {
+                        let mut second = step;
+                        second.seq += 1;
+                        second.jump = false;
+                        batch.push(second);
+                    }
+                    world.queue_inputs(client, &batch);
+                }
+                world.step();
+                world.drain_events();
+            }
+            world.save().to_json()
+        })
+    };
+    let one_after_another = run_with(1);
+    assert_eq!(one_after_another, run_with(2));
+    assert_eq!(one_after_another, run_with(3));
+}
