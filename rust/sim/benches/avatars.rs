@@ -2,8 +2,9 @@
 //! the demo's terrain (a 65 x 65 heightfield, 120 m square, hills around a flat arena) and on a
 //! flat box floor, next to the baseline: the same avatars driven by rapier's own
 //! `KinematicCharacterController` (the same capsule, skin, slopes, steps and snapping) in a bare
-//! rapier world with the same ground, measured in turns in one process. Prints a table; asserts
-//! nothing.
+//! rapier world with the same ground, measured in turns in one process. Both on one thread (a
+//! world moves its avatars in parallel on rayon's pool; rapier's controller has no such mode).
+//! Prints a table; asserts nothing.
 //!
 //! Run: `cargo bench -p nexus-sim --bench avatars` (`NEXUS_BENCH_QUICK=1` for a short run).
 
@@ -203,15 +204,22 @@ struct Runner<'a> {
     times: Vec<Duration>,
 }
 
-fn ours_runner(world: &mut World, avatars: usize) -> Runner<'_> {
+/// Ours, on one thread like the baseline (with more, its avatars move in parallel).
+fn ours_runner<'a>(
+    world: &'a mut World,
+    avatars: usize,
+    pool: &'a rayon::ThreadPool,
+) -> Runner<'a> {
     Runner {
         step: Box::new(move |seq| {
-            for i in 0..avatars {
-                let refused = world.queue_inputs(i as u32 + 1, &[bot_input(i, seq)]);
-                assert!(refused.is_empty(), "{refused:?}");
-            }
-            world.step();
-            drop(world.drain_events());
+            pool.install(|| {
+                for i in 0..avatars {
+                    let refused = world.queue_inputs(i as u32 + 1, &[bot_input(i, seq)]);
+                    assert!(refused.is_empty(), "{refused:?}");
+                }
+                world.step();
+                drop(world.drain_events());
+            })
         }),
         times: Vec::new(),
     }
@@ -241,18 +249,22 @@ fn main() {
         "control",
         "on ground"
     );
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a thread pool");
     for &n in sizes {
         for (name, ground) in [("terrain", demo_terrain()), ("floor", flat_floor())] {
             let mut ours = world_with(ground.clone(), n);
             let mut control = world_with(ground.clone(), n);
             let mut rapier = RapierAvatars::new(&ground, n);
             let mut runners = [
-                ours_runner(&mut ours, n),
+                ours_runner(&mut ours, n, &one_thread),
                 Runner {
                     step: Box::new(|seq| rapier.step(seq)),
                     times: Vec::new(),
                 },
-                ours_runner(&mut control, n),
+                ours_runner(&mut control, n, &one_thread),
             ];
             // Land everyone first: the measured steps are walking, not falling from the spawn
             // height.

@@ -142,7 +142,11 @@ async fn run(
     let url = request.uri().to_string();
     let connecting = tokio::time::timeout(
         connect_timeout,
-        tokio_tungstenite::connect_async_with_config(request, None, true),
+        tokio_tungstenite::connect_async_with_config(
+            request,
+            Some(nexus_client::transport::websocket_config()),
+            true,
+        ),
     );
     let outcome = tokio::select! {
         outcome = connecting => outcome,
