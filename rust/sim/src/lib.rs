@@ -69,7 +69,7 @@ pub use error::{InputRejection, SimError};
 pub use event::{EmissionParams, InteractionResult, ParticleEmission, TerrainPatch, WorldEvent};
 pub use input::InputStats;
 pub use interaction::{InteractionHandler, InteractionReply, InteractionVeto};
-pub use movement::{CharacterState, MovementSettings};
+pub use movement::{CharacterState, MovementSettings, MovementSolver};
 pub use particles::{EmitterDesc, ParticleSystem};
 pub use save::WorldSave;
 pub use shapes::{BuiltShape, ShapeError, build_shape};

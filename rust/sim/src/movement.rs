@@ -16,9 +16,10 @@
 //!    sweeps vertically (jump, fall, sliding down ground steeper than `slide_slope_degrees`);
 //! 4. the caller applies the collisions to dynamic bodies with [`push_bodies`] (server side).
 //!
-//! The sweeps are our own collide-and-slide rather than rapier's `KinematicCharacterController`:
-//! the colliders within reach of the step are gathered from the broad phase once, and the casts
-//! against terrain and other avatars are exact and closed-form ([`crate::sweep`]). Rapier's
+//! By default ([`MovementSolver::ClosedForm`]) the sweeps are our own collide-and-slide rather
+//! than rapier's `KinematicCharacterController` ([`MovementSolver::RapierController`], same
+//! rules): the colliders within reach of the step are gathered from the broad phase once, and
+//! the casts against terrain and other avatars are exact and closed-form ([`crate::sweep`]). Rapier's
 //! controller walked the broad phase for every cast, ran GJK for every pair, and computed contact
 //! manifolds twice per sweep to report a grounded status we do not use: with hundreds of avatars
 //! on the terrain that was most of the tick.
@@ -35,7 +36,9 @@
 //! idle step the server applied while a batch was late, a correction to a quantised position)
 //! converge instead of drifting apart into lost steps.
 
-use rapier3d::control::{CharacterCollision, CharacterLength, KinematicCharacterController};
+use rapier3d::control::{
+    CharacterAutostep, CharacterCollision, CharacterLength, KinematicCharacterController,
+};
 use rapier3d::parry::bounding_volume::{Aabb, BoundingVolume};
 use rapier3d::parry::query::{ShapeCastHit, ShapeCastOptions, ShapeCastStatus};
 use rapier3d::parry::shape::TypedShape;
@@ -87,6 +90,24 @@ pub struct MovementSettings {
     pub capsule_radius: f32,
     /// Mass used when the avatar pushes dynamic bodies, kg.
     pub mass: f32,
+    /// What performs the sweeps (default: our closed-form casts).
+    pub solver: MovementSolver,
+}
+
+/// What moves the capsule in [`step_character`]'s sweeps. Both follow the same rules (lift,
+/// horizontal sweep with slopes and ledges, settle or vertical sweep) and push the same way; a
+/// predicting client must use the server's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementSolver {
+    /// Our collide-and-slide: the colliders within reach gathered once per step, exact
+    /// closed-form casts against terrain triangles, capsules and balls (parry's for other
+    /// shapes). About 10 times faster than rapier's controller on terrain.
+    #[default]
+    ClosedForm,
+    /// Rapier's `KinematicCharacterController` (`move_shape`, with its autostep and slope
+    /// limits) for the sweeps, parry's shape casts for the lift and the settle.
+    RapierController,
 }
 
 impl Default for MovementSettings {
@@ -104,6 +125,7 @@ impl Default for MovementSettings {
             capsule_half_height: 0.55,
             capsule_radius: 0.35,
             mass: 80.0,
+            solver: MovementSolver::ClosedForm,
         }
     }
 }
@@ -115,11 +137,24 @@ impl MovementSettings {
     }
 
     /// Rapier's character controller configured from these settings: [`push_bodies`] uses its
-    /// impulse transfer to dynamic bodies.
+    /// impulse transfer to dynamic bodies, and [`MovementSolver::RapierController`] its sweeps.
+    /// Its own snapping to the ground is off: [`step_character`] settles a grounded avatar
+    /// itself, after the horizontal sweep.
     pub fn controller(&self) -> KinematicCharacterController {
+        self.controller_stepping(None)
+    }
+
+    /// The controller stepping onto ledges up to `step_up` metres (`None`: no stepping).
+    fn controller_stepping(&self, step_up: Option<f32>) -> KinematicCharacterController {
         KinematicCharacterController {
             up: Vector::Y,
             offset: CharacterLength::Absolute(SKIN),
+            autostep: step_up.map(|height| CharacterAutostep {
+                max_height: CharacterLength::Absolute(height.max(0.0)),
+                min_width: CharacterLength::Absolute(self.step_min_width),
+                // Stepping onto loose boxes would let players climb stacks they should push.
+                include_dynamic_bodies: false,
+            }),
             max_slope_climb_angle: self.max_slope_degrees.to_radians(),
             min_slope_slide_angle: self.slide_slope_degrees.to_radians(),
             snap_to_ground: None,
@@ -227,51 +262,23 @@ pub fn step_character(
     vertical_speed = (vertical_speed + gravity_y * dt).max(-settings.max_fall_speed);
 
     let start = Vector::from_array(state.position);
-    let mut position = start;
     let walk = Vector::new(horizontal.x * dt, 0.0, horizontal.z * dt);
     let rise = vertical_speed * dt;
-    let nearby = Nearby::gather(settings, queries, start, walk.length(), rise);
-
-    // 1. Lift the avatar clear of the floor's skin (less under a low ceiling). Airborne ones
-    //    too: one that just landed, or was placed at rest, is within the skin as well, and the
-    //    vertical sweep below takes the lift back.
-    let lifted = nearby
-        .cast(position, Vector::Y, GROUND_LIFT, Pieces::All)
-        .map_or(GROUND_LIFT, |hit| hit.toi);
-    position.y += lifted;
-
-    // 2. Horizontal: walls, slopes, ledges. Ledges are stepped onto only from the ground (never
-    //    in mid-air), measured from the feet: the lift comes off the step height.
-    if walk != Vector::ZERO {
-        let step_up = state.grounded.then_some(settings.step_height - lifted);
-        position = nearby.slide(position, walk, step_up, collisions);
-    }
-
-    // 3. Walking on (no jump): settle onto the ground below, down the lift plus up to the snap
-    //    distance, so the avatar follows the ground down slopes and off small ledges. One cast
-    //    from the lifted height: it starts clear of the skin, and it leaves the avatar exactly
-    //    at the skin's distance, so every grounded step ends at the same height.
-    let mut grounded = false;
-    if state.grounded && rise <= 0.0 {
-        let reach = lifted + settings.snap_distance.max(-rise);
-        if let Some(hit) = nearby.cast(position, -Vector::Y, reach, Pieces::All)
-            && hit.normal.y >= settings.standable_normal_y()
-        {
-            position.y -= hit.toi;
-            grounded = true;
+    let (position, grounded) = match settings.solver {
+        MovementSolver::ClosedForm => {
+            let nearby = Nearby::gather(settings, queries, start, walk.length(), rise);
+            sweep_step(&nearby, settings, state, walk, rise, collisions)
         }
-    }
-
-    // 4. Otherwise a vertical sweep: the jump, the fall (off a ledge, from a jump), or sliding
-    //    along what the cast met first if it is no ground to stand on: a wall the avatar is
-    //    pressed against, a ledge's edge, a steep slope. Grounded again once standable ground is
-    //    just below (every nearby piece counts: in the crease where a steep slope meets the
-    //    floor, the floor does).
-    if !grounded {
-        let fall = Vector::new(0.0, rise - lifted, 0.0);
-        position = nearby.slide(position, fall, None, collisions);
-        grounded = nearby.stands_on_ground(position);
-    }
+        MovementSolver::RapierController => {
+            let controller = RapierSweeps {
+                settings,
+                queries,
+                capsule: settings.capsule(),
+                dt,
+            };
+            sweep_step(&controller, settings, state, walk, rise, collisions)
+        }
+    };
 
     let translation = position - start;
     next.position = position.to_array();
@@ -283,6 +290,165 @@ pub fn step_character(
     }
     next.vertical_speed = vertical_speed;
     next
+}
+
+/// The sweeps of one step, from `state` by `walk` horizontally and `rise` vertically: where the
+/// avatar ends and whether it stands on ground there.
+fn sweep_step(
+    sweeps: &impl Sweeps,
+    settings: &MovementSettings,
+    state: &CharacterState,
+    walk: Vector,
+    rise: f32,
+    collisions: &mut Vec<CharacterCollision>,
+) -> (Vector, bool) {
+    let mut position = Vector::from_array(state.position);
+
+    // 1. Lift the avatar clear of the floor's skin (less under a low ceiling). Airborne ones
+    //    too: one that just landed, or was placed at rest, is within the skin as well, and the
+    //    vertical sweep below takes the lift back.
+    let lifted = sweeps
+        .cast(position, Vector::Y, GROUND_LIFT)
+        .map_or(GROUND_LIFT, |(toi, _)| toi);
+    position.y += lifted;
+
+    // 2. Horizontal: walls, slopes, ledges. Ledges are stepped onto only from the ground (never
+    //    in mid-air), measured from the feet: the lift comes off the step height.
+    if walk != Vector::ZERO {
+        let step_up = state.grounded.then_some(settings.step_height - lifted);
+        position = sweeps.slide(position, walk, step_up, collisions);
+    }
+
+    // 3. Walking on (no jump): settle onto the ground below, down the lift plus up to the snap
+    //    distance, so the avatar follows the ground down slopes and off small ledges. One cast
+    //    from the lifted height: it starts clear of the skin, and it leaves the avatar exactly
+    //    at the skin's distance, so every grounded step ends at the same height.
+    let mut grounded = false;
+    if state.grounded && rise <= 0.0 {
+        let reach = lifted + settings.snap_distance.max(-rise);
+        if let Some((toi, normal)) = sweeps.cast(position, -Vector::Y, reach)
+            && normal.y >= settings.standable_normal_y()
+        {
+            position.y -= toi;
+            grounded = true;
+        }
+    }
+
+    // 4. Otherwise a vertical sweep: the jump, the fall (off a ledge, from a jump), or sliding
+    //    along what the cast met first if it is no ground to stand on: a wall the avatar is
+    //    pressed against, a ledge's edge, a steep slope. Grounded again once standable ground is
+    //    just below (every nearby piece counts: in the crease where a steep slope meets the
+    //    floor, the floor does).
+    if !grounded {
+        let fall = Vector::new(0.0, rise - lifted, 0.0);
+        position = sweeps.slide(position, fall, None, collisions);
+        grounded = sweeps.stands_on_ground(position);
+    }
+    (position, grounded)
+}
+
+/// The sweeping primitives [`sweep_step`] needs; see [`MovementSolver`].
+trait Sweeps {
+    /// How far the capsule at `from` moves along the unit `dir`, up to `max`, before it comes
+    /// within [`SKIN`] of something, and the normal of what it meets.
+    fn cast(&self, from: Vector, dir: Vector, max: f32) -> Option<(f32, Vector)>;
+    /// Moves the capsule from `from` by `motion`, sliding along what it meets and stepping onto
+    /// ledges up to `step_up`; dynamic bodies met go to `collisions`. Returns where it ends.
+    fn slide(
+        &self,
+        from: Vector,
+        motion: Vector,
+        step_up: Option<f32>,
+        collisions: &mut Vec<CharacterCollision>,
+    ) -> Vector;
+    /// Whether standable ground lies within [`GROUND_PROBE`] beyond the skin under the capsule
+    /// at `position`.
+    fn stands_on_ground(&self, position: Vector) -> bool;
+}
+
+impl Sweeps for Nearby<'_> {
+    fn cast(&self, from: Vector, dir: Vector, max: f32) -> Option<(f32, Vector)> {
+        Nearby::cast(self, from, dir, max, Pieces::All).map(|hit| (hit.toi, hit.normal))
+    }
+
+    fn slide(
+        &self,
+        from: Vector,
+        motion: Vector,
+        step_up: Option<f32>,
+        collisions: &mut Vec<CharacterCollision>,
+    ) -> Vector {
+        Nearby::slide(self, from, motion, step_up, collisions)
+    }
+
+    fn stands_on_ground(&self, position: Vector) -> bool {
+        Nearby::stands_on_ground(self, position)
+    }
+}
+
+/// [`MovementSolver::RapierController`]: rapier's character controller and parry's casts.
+struct RapierSweeps<'a> {
+    settings: &'a MovementSettings,
+    queries: &'a QueryPipeline<'a>,
+    capsule: Capsule,
+    dt: f32,
+}
+
+impl Sweeps for RapierSweeps<'_> {
+    fn cast(&self, from: Vector, dir: Vector, max: f32) -> Option<(f32, Vector)> {
+        self.queries
+            .cast_shape(
+                &pose(from),
+                dir,
+                &self.capsule,
+                ShapeCastOptions {
+                    target_distance: SKIN,
+                    stop_at_penetration: false,
+                    max_time_of_impact: max,
+                    compute_impact_geometry_on_penetration: true,
+                },
+            )
+            .map(|(_, hit)| (hit.time_of_impact, hit.normal1))
+    }
+
+    fn slide(
+        &self,
+        from: Vector,
+        motion: Vector,
+        step_up: Option<f32>,
+        collisions: &mut Vec<CharacterCollision>,
+    ) -> Vector {
+        let controller = self.settings.controller_stepping(step_up);
+        let moved = controller.move_shape(
+            self.dt,
+            self.queries,
+            &self.capsule,
+            &pose(from),
+            motion,
+            |collision| collisions.push(collision),
+        );
+        from + moved.translation
+    }
+
+    fn stands_on_ground(&self, position: Vector) -> bool {
+        let steepest = self.settings.standable_normal_y();
+        let reach = SKIN + GROUND_PROBE;
+        let at = pose(position);
+        let nearby = self.capsule.compute_aabb(&at).loosened(reach);
+        self.queries
+            .intersect_aabb_conservative(nearby)
+            .any(|(_, collider)| {
+                let relative = at.inv_mul(collider.position());
+                // `normal1` points from the capsule towards the collider: the ground's own
+                // normal is its opposite.
+                matches!(
+                    self.queries
+                        .dispatcher
+                        .contact(&relative, &self.capsule, collider.shape(), reach),
+                    Ok(Some(contact)) if contact.dist <= reach && -contact.normal1.y >= steepest
+                )
+            })
+    }
 }
 
 /// Most slide iterations per sweep: enough for a corner of two walls and the floor.

@@ -30,19 +30,21 @@ fn a_box_falls_lands_and_sleeps() {
 
 #[test]
 fn a_player_walks_forward() {
-    let mut world = world_with_ground();
-    let avatar = world.spawn_player(7, "ana", Some([0.0, 1.0, 0.0])).unwrap();
-    assert_eq!(world.avatar_of(7), Some(avatar));
-    let inputs: Vec<_> = (1..=60).map(|s| input(s, [0.0, 1.0])).collect();
-    assert!(world.queue_inputs(7, &inputs).is_empty());
-    run(&mut world, 80);
-    let c = world.character_of(7).unwrap();
-    assert!(c.grounded, "{c:?}");
-    // 60 inputs at 4 m/s, 1/60 s each: 4 m towards -Z.
-    assert!((c.position[2] + 4.0).abs() < 0.1, "{c:?}");
-    assert_eq!(world.last_processed_input(7), Some(60));
-    let state = world.object_state(avatar).unwrap();
-    assert!((state.position[2] - c.position[2]).abs() < 1e-4);
+    for solver in SOLVERS {
+        let mut world = world_with_ground_moved_by(solver);
+        let avatar = world.spawn_player(7, "ana", Some([0.0, 1.0, 0.0])).unwrap();
+        assert_eq!(world.avatar_of(7), Some(avatar));
+        let inputs: Vec<_> = (1..=60).map(|s| input(s, [0.0, 1.0])).collect();
+        assert!(world.queue_inputs(7, &inputs).is_empty());
+        run(&mut world, 80);
+        let c = world.character_of(7).unwrap();
+        assert!(c.grounded, "{c:?}");
+        // 60 inputs at 4 m/s, 1/60 s each: 4 m towards -Z.
+        assert!((c.position[2] + 4.0).abs() < 0.1, "{c:?}");
+        assert_eq!(world.last_processed_input(7), Some(60));
+        let state = world.object_state(avatar).unwrap();
+        assert!((state.position[2] - c.position[2]).abs() < 1e-4);
+    }
 }
 
 fn desc(kind: BodyKind, shape: Shape, position: [f32; 3]) -> ObjectDesc {
@@ -440,45 +442,47 @@ fn walk(world: &mut World, client: ClientId, ticks: u32, make: impl Fn(u32) -> P
 
 #[test]
 fn running_is_faster_than_walking_and_jumping_lifts_off() {
-    let mut world = world_with_ground();
-    world.spawn_player(1, "w", Some([0.0, 1.0, 0.0])).unwrap();
-    world.spawn_player(2, "r", Some([5.0, 1.0, 0.0])).unwrap();
-    run(&mut world, 20);
-    walk(&mut world, 1, 60, |s| input(s, [0.0, 1.0]));
-    walk(&mut world, 2, 60, |s| PlayerInput {
-        run: true,
-        ..input(s, [0.0, 1.0])
-    });
-    let w = world.character_of(1).unwrap().position[2];
-    let r = world.character_of(2).unwrap().position[2];
-    assert!(
-        (w + 4.0).abs() < 0.1 && (r + 7.5).abs() < 0.15,
-        "walk {w}, run {r}"
-    );
+    for solver in SOLVERS {
+        let mut world = world_with_ground_moved_by(solver);
+        world.spawn_player(1, "w", Some([0.0, 1.0, 0.0])).unwrap();
+        world.spawn_player(2, "r", Some([5.0, 1.0, 0.0])).unwrap();
+        run(&mut world, 20);
+        walk(&mut world, 1, 60, |s| input(s, [0.0, 1.0]));
+        walk(&mut world, 2, 60, |s| PlayerInput {
+            run: true,
+            ..input(s, [0.0, 1.0])
+        });
+        let w = world.character_of(1).unwrap().position[2];
+        let r = world.character_of(2).unwrap().position[2];
+        assert!(
+            (w + 4.0).abs() < 0.1 && (r + 7.5).abs() < 0.15,
+            "walk {w}, run {r}"
+        );
 
-    let ground_y = world.character_of(1).unwrap().position[1];
-    let mut peak = ground_y;
-    let jump = PlayerInput {
-        jump: true,
-        ..input(61, [0.0, 0.0])
-    };
-    world.queue_inputs(1, &[jump]);
-    for s in 62..142 {
-        world.queue_inputs(1, &[input(s, [0.0, 0.0])]);
-        world.step();
-        peak = peak.max(world.character_of(1).unwrap().position[1]);
+        let ground_y = world.character_of(1).unwrap().position[1];
+        let mut peak = ground_y;
+        let jump = PlayerInput {
+            jump: true,
+            ..input(61, [0.0, 0.0])
+        };
+        world.queue_inputs(1, &[jump]);
+        for s in 62..142 {
+            world.queue_inputs(1, &[input(s, [0.0, 0.0])]);
+            world.step();
+            peak = peak.max(world.character_of(1).unwrap().position[1]);
+        }
+        // v²/2g = 5.5² / 19.62 ≈ 1.54 m.
+        assert!(
+            (peak - ground_y - 1.54).abs() < 0.1,
+            "jump height {}",
+            peak - ground_y
+        );
+        let c = world.character_of(1).unwrap();
+        assert!(
+            c.grounded && (c.position[1] - ground_y).abs() < 0.02,
+            "landed: {c:?}"
+        );
     }
-    // v²/2g = 5.5² / 19.62 ≈ 1.54 m.
-    assert!(
-        (peak - ground_y - 1.54).abs() < 0.1,
-        "jump height {}",
-        peak - ground_y
-    );
-    let c = world.character_of(1).unwrap();
-    assert!(
-        c.grounded && (c.position[1] - ground_y).abs() < 0.02,
-        "landed: {c:?}"
-    );
 }
 
 #[test]
@@ -509,63 +513,69 @@ fn ramp(angle_deg: f32, z_center: f32) -> ObjectDesc {
 
 #[test]
 fn slopes_up_to_the_limit_are_climbed_steeper_ones_are_not() {
-    for (angle, climbs) in [(25.0, true), (60.0, false)] {
-        let mut world = world_with_ground();
-        world.add_object(ramp(angle, -5.0)).unwrap();
-        world.spawn_player(1, "c", Some([0.0, 1.0, 0.0])).unwrap();
-        run(&mut world, 20);
-        let mut highest = 0.0f32;
-        for s in 1..=150 {
-            world.queue_inputs(1, &[input(s, [0.0, 1.0])]);
-            world.step();
-            highest = highest.max(world.character_of(1).unwrap().position[1]);
-        }
-        if climbs {
-            assert!(highest > 2.5, "{angle}° climbed: {highest}");
-        } else {
-            assert!(highest < 1.5, "{angle}° is too steep: {highest}");
+    for solver in SOLVERS {
+        for (angle, climbs) in [(25.0, true), (60.0, false)] {
+            let mut world = world_with_ground_moved_by(solver);
+            world.add_object(ramp(angle, -5.0)).unwrap();
+            world.spawn_player(1, "c", Some([0.0, 1.0, 0.0])).unwrap();
+            run(&mut world, 20);
+            let mut highest = 0.0f32;
+            for s in 1..=150 {
+                world.queue_inputs(1, &[input(s, [0.0, 1.0])]);
+                world.step();
+                highest = highest.max(world.character_of(1).unwrap().position[1]);
+            }
+            if climbs {
+                assert!(highest > 2.5, "{angle}° climbed: {highest}");
+            } else {
+                assert!(highest < 1.5, "{angle}° is too steep: {highest}");
+            }
         }
     }
 }
 
 #[test]
 fn small_steps_are_stepped_onto_tall_ones_block() {
-    for (height, steps) in [(0.25, true), (0.7, false)] {
-        let mut world = world_with_ground();
-        let block = desc(
-            BodyKind::Static,
-            Shape::Box {
-                half_extents: [3.0, height / 2.0, 3.0],
-            },
-            [0.0, height / 2.0, -4.0],
-        );
-        world.add_object(block).unwrap();
-        world.spawn_player(1, "s", Some([0.0, 1.0, 0.0])).unwrap();
-        run(&mut world, 20);
-        walk(&mut world, 1, 90, |s| input(s, [0.0, 1.0]));
-        let p = world.character_of(1).unwrap().position;
-        if steps {
-            assert!(
-                p[2] < -2.0 && p[1] > 0.9 + height - 0.05,
-                "stepped onto {height}: {p:?}"
+    for solver in SOLVERS {
+        for (height, steps) in [(0.25, true), (0.7, false)] {
+            let mut world = world_with_ground_moved_by(solver);
+            let block = desc(
+                BodyKind::Static,
+                Shape::Box {
+                    half_extents: [3.0, height / 2.0, 3.0],
+                },
+                [0.0, height / 2.0, -4.0],
             );
-        } else {
-            assert!(p[2] > -1.2, "blocked by {height}: {p:?}");
+            world.add_object(block).unwrap();
+            world.spawn_player(1, "s", Some([0.0, 1.0, 0.0])).unwrap();
+            run(&mut world, 20);
+            walk(&mut world, 1, 90, |s| input(s, [0.0, 1.0]));
+            let p = world.character_of(1).unwrap().position;
+            if steps {
+                assert!(
+                    p[2] < -2.0 && p[1] > 0.9 + height - 0.05,
+                    "stepped onto {height}: {p:?}"
+                );
+            } else {
+                assert!(p[2] > -1.2, "blocked by {height}: {p:?}");
+            }
         }
     }
 }
 
 #[test]
 fn walking_into_a_box_pushes_it() {
-    let mut world = world_with_ground();
-    let mut light = crate_at([0.0, 0.3, -2.0], 0.3);
-    light.friction = 0.2;
-    let b = world.add_object(light).unwrap();
-    world.spawn_player(1, "p", Some([0.0, 1.0, 0.0])).unwrap();
-    run(&mut world, 20);
-    walk(&mut world, 1, 120, |s| input(s, [0.0, 1.0]));
-    let moved = world.object_state(b).unwrap().position;
-    assert!(moved[2] < -3.0, "pushed along -Z: {moved:?}");
+    for solver in SOLVERS {
+        let mut world = world_with_ground_moved_by(solver);
+        let mut light = crate_at([0.0, 0.3, -2.0], 0.3);
+        light.friction = 0.2;
+        let b = world.add_object(light).unwrap();
+        world.spawn_player(1, "p", Some([0.0, 1.0, 0.0])).unwrap();
+        run(&mut world, 20);
+        walk(&mut world, 1, 120, |s| input(s, [0.0, 1.0]));
+        let moved = world.object_state(b).unwrap().position;
+        assert!(moved[2] < -3.0, "pushed along -Z: {moved:?}");
+    }
 }
 
 #[test]

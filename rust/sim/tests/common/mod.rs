@@ -37,7 +37,18 @@ pub fn crate_at(position: [f32; 3], h: f32) -> ObjectDesc {
 
 /// A world with a ground.
 pub fn world_with_ground() -> World {
-    let mut world = World::new(WorldConfig::default());
+    world_with_ground_moved_by(MovementSolver::default())
+}
+
+/// Both movement solvers: the player rules hold for each.
+pub const SOLVERS: [MovementSolver; 2] =
+    [MovementSolver::ClosedForm, MovementSolver::RapierController];
+
+/// A world with a ground whose avatars move with `solver`.
+pub fn world_with_ground_moved_by(solver: MovementSolver) -> World {
+    let mut config = WorldConfig::default();
+    config.movement.solver = solver;
+    let mut world = World::new(config);
     world.add_object(ground()).expect("ground");
     world
 }
