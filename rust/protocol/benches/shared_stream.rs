@@ -24,10 +24,8 @@ use nexus_protocol::{
     Encoding, SharedStateEncoder, SharedStreamSettings, SharedTimeline, Snapshot, StateEncoder,
     StatePayload, StreamSettings,
 };
-use nexus_sim::state::{
-    BodyKind, EnvironmentState, ObjectState, PhysicsInfo, Tick, WeatherKind, WeatherState,
-    WorldState,
-};
+use nexus_sim::state::{BodyKind, ObjectState, PhysicsInfo, Tick, WorldState};
+use nexus_sim::{World, WorldConfig};
 
 /// Side of the square the crowd walks in, metres (the demo terrain's size).
 const AREA: f32 = 256.0;
@@ -61,6 +59,8 @@ impl Rng {
 }
 
 struct Crowd {
+    /// A new world's state: its physics facts and environment.
+    empty: WorldState,
     positions: Vec<[f32; 3]>,
     headings: Vec<f32>,
     rng: Rng,
@@ -82,6 +82,7 @@ impl Crowd {
             .map(|_| rng.unit() * std::f32::consts::TAU)
             .collect();
         Crowd {
+            empty: World::new(WorldConfig::default()).snapshot(false),
             positions,
             headings,
             rng,
@@ -129,24 +130,11 @@ impl Crowd {
                 })
                 .collect(),
             physics: PhysicsInfo {
-                gravity: [0.0, -9.81, 0.0],
-                tick_rate: 60,
                 body_count: self.positions.len() as u32,
                 awake_count: self.positions.len() as u32,
+                ..self.empty.physics.clone()
             },
-            environment: EnvironmentState {
-                weather: WeatherState {
-                    kind: WeatherKind::Clear,
-                    intensity: 0.0,
-                    wind: [0.0; 3],
-                    transition_to: None,
-                    transition_remaining: 0.0,
-                },
-                time_of_day: 12.0,
-                day_length: 600.0,
-                terrain_id: None,
-                terrain_revision: 0,
-            },
+            environment: self.empty.environment.clone(),
         }
     }
 }
@@ -156,6 +144,12 @@ fn payload_len(payload: &StatePayload) -> usize {
         StatePayload::Text(text) => text.len(),
         StatePayload::Binary(bytes) => bytes.len(),
     }
+}
+
+/// The acks of `pending` due by `publication`, oldest first.
+fn due_acks(pending: &mut VecDeque<(usize, Tick)>, publication: usize) -> Vec<Tick> {
+    let due = pending.partition_point(|&(at, _)| at <= publication);
+    pending.drain(..due).map(|(_, tick)| tick).collect()
 }
 
 struct Row {
@@ -187,11 +181,7 @@ fn shared_run(clients: usize, publications: usize, served: f32, paced: bool) -> 
         let measured = publication >= WARMUP;
         let started = Instant::now();
         for (client, encoder) in encoders.iter_mut().enumerate() {
-            while acks[client]
-                .front()
-                .is_some_and(|&(due, _)| due <= publication)
-            {
-                let (_, acked) = acks[client].pop_front().expect("checked");
+            for acked in due_acks(&mut acks[client], publication) {
                 encoder.acknowledge(acked);
             }
             if served < 1.0 && rng.unit() >= served {
@@ -243,11 +233,7 @@ fn per_client_run(clients: usize, sample: usize, publications: usize) -> Row {
         let measured = publication >= WARMUP;
         let started = Instant::now();
         for (client, encoder) in encoders.iter_mut().enumerate() {
-            while acks[client]
-                .front()
-                .is_some_and(|&(due, _)| due <= publication)
-            {
-                let (_, acked) = acks[client].pop_front().expect("checked");
+            for acked in due_acks(&mut acks[client], publication) {
                 encoder.acknowledge(acked);
             }
             let viewer = crowd.positions[client];

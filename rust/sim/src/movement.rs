@@ -371,6 +371,9 @@ impl Sweeps for Nearby<'_> {
         Nearby::cast(self, from, dir, max, Pieces::All).map(|hit| (hit.toi, hit.normal))
     }
 
+    /// Moves the capsule from `from` by `motion`, sliding along what it meets (up to
+    /// [`MAX_SLIDES`] times) and stepping onto ledges up to `step_up` high; the dynamic bodies it
+    /// walks into go to `collisions`. Returns where it ends.
     fn slide(
         &self,
         from: Vector,
@@ -378,11 +381,52 @@ impl Sweeps for Nearby<'_> {
         step_up: Option<f32>,
         collisions: &mut Vec<CharacterCollision>,
     ) -> Vector {
-        Nearby::slide(self, from, motion, step_up, collisions)
+        let mut position = from;
+        let mut remaining = motion;
+        for _ in 0..MAX_SLIDES {
+            let length = remaining.length();
+            if length < 1.0e-5 {
+                break;
+            }
+            let dir = remaining / length;
+            let Some(hit) = self.cast(position, dir, length, Pieces::All) else {
+                position += remaining;
+                break;
+            };
+            position += dir * hit.toi;
+            remaining = dir * (length - hit.toi);
+            if hit.dynamic {
+                collisions.push(self.collision(&hit, position, from, remaining));
+            }
+            if let Some(height) = step_up
+                && !hit.dynamic
+                && self.is_wall(hit.normal)
+                && let Some((rise, nudge)) = self.step_onto_ledge(position, remaining, height)
+            {
+                position += Vector::Y * rise + nudge;
+                remaining -= nudge;
+                continue;
+            }
+            remaining = self.slide_along(remaining, hit.normal);
+        }
+        position
     }
 
+    /// Whether standable ground lies within [`GROUND_PROBE`] beyond the skin under the capsule
+    /// at `position`. Every nearby piece is checked, not only the nearest: in the crease where
+    /// a steep ramp meets the floor both touch the capsule, and the floor must count.
     fn stands_on_ground(&self, position: Vector) -> bool {
-        Nearby::stands_on_ground(self, position)
+        let steepest = self.settings.standable_normal_y();
+        let swept = self.swept_aabb(position, -Vector::Y, GROUND_PROBE);
+        self.candidates.iter().any(|candidate| {
+            let mut standable = false;
+            if candidate.aabb.intersects(&swept) {
+                self.cast_pieces(candidate, position, -Vector::Y, GROUND_PROBE, &mut |hit| {
+                    standable |= hit.normal.y >= steepest;
+                });
+            }
+            standable
+        })
     }
 }
 
@@ -397,17 +441,7 @@ struct RapierSweeps<'a> {
 impl Sweeps for RapierSweeps<'_> {
     fn cast(&self, from: Vector, dir: Vector, max: f32) -> Option<(f32, Vector)> {
         self.queries
-            .cast_shape(
-                &pose(from),
-                dir,
-                &self.capsule,
-                ShapeCastOptions {
-                    target_distance: SKIN,
-                    stop_at_penetration: false,
-                    max_time_of_impact: max,
-                    compute_impact_geometry_on_penetration: true,
-                },
-            )
+            .cast_shape(&pose(from), dir, &self.capsule, skin_cast(max))
             .map(|(_, hit)| (hit.time_of_impact, hit.normal1))
     }
 
@@ -559,23 +593,6 @@ impl<'a> Nearby<'a> {
         first
     }
 
-    /// Whether standable ground lies within [`GROUND_PROBE`] beyond the skin under the capsule
-    /// at `position`. Every nearby piece is checked, not only the nearest: in the crease where
-    /// a steep ramp meets the floor both touch the capsule, and the floor must count.
-    fn stands_on_ground(&self, position: Vector) -> bool {
-        let steepest = self.settings.standable_normal_y();
-        let swept = self.swept_aabb(position, -Vector::Y, GROUND_PROBE);
-        self.candidates.iter().any(|candidate| {
-            let mut standable = false;
-            if candidate.aabb.intersects(&swept) {
-                self.cast_pieces(candidate, position, -Vector::Y, GROUND_PROBE, &mut |hit| {
-                    standable |= hit.normal.y >= steepest;
-                });
-            }
-            standable
-        })
-    }
-
     /// The capsule's bounds over a cast, with the skin.
     fn swept_aabb(&self, from: Vector, dir: Vector, max: f32) -> Aabb {
         let start = self.capsule.compute_aabb(&pose(from));
@@ -640,12 +657,7 @@ impl<'a> Nearby<'a> {
                     local_dir,
                     candidate.collider.shape(),
                     &self.capsule,
-                    ShapeCastOptions {
-                        target_distance: SKIN,
-                        stop_at_penetration: false,
-                        max_time_of_impact: max,
-                        compute_impact_geometry_on_penetration: true,
-                    },
+                    skin_cast(max),
                 );
                 if let Ok(Some(hit)) = cast {
                     visit(to_world(SweepHit {
@@ -656,47 +668,6 @@ impl<'a> Nearby<'a> {
                 }
             }
         }
-    }
-
-    /// Moves the capsule from `from` by `motion`, sliding along what it meets (up to
-    /// [`MAX_SLIDES`] times) and stepping onto ledges up to `step_up` high; the dynamic bodies it
-    /// walks into go to `collisions`. Returns where it ends.
-    fn slide(
-        &self,
-        from: Vector,
-        motion: Vector,
-        step_up: Option<f32>,
-        collisions: &mut Vec<CharacterCollision>,
-    ) -> Vector {
-        let mut position = from;
-        let mut remaining = motion;
-        for _ in 0..MAX_SLIDES {
-            let length = remaining.length();
-            if length < 1.0e-5 {
-                break;
-            }
-            let dir = remaining / length;
-            let Some(hit) = self.cast(position, dir, length, Pieces::All) else {
-                position += remaining;
-                break;
-            };
-            position += dir * hit.toi;
-            remaining = dir * (length - hit.toi);
-            if hit.dynamic {
-                collisions.push(self.collision(&hit, position, from, remaining));
-            }
-            if let Some(height) = step_up
-                && !hit.dynamic
-                && self.is_wall(hit.normal)
-                && let Some((rise, nudge)) = self.step_onto_ledge(position, remaining, height)
-            {
-                position += Vector::Y * rise + nudge;
-                remaining -= nudge;
-                continue;
-            }
-            remaining = self.slide_along(remaining, hit.normal);
-        }
-        position
     }
 
     /// Too steep to walk up (and no ceiling).
@@ -787,6 +758,16 @@ impl<'a> Nearby<'a> {
                 subshape2: 0,
             },
         }
+    }
+}
+
+/// Shape-cast options of the sweeps: stop [`SKIN`] short of contact, within `max`.
+fn skin_cast(max: f32) -> ShapeCastOptions {
+    ShapeCastOptions {
+        target_distance: SKIN,
+        stop_at_penetration: false,
+        max_time_of_impact: max,
+        compute_impact_geometry_on_penetration: true,
     }
 }
 

@@ -137,6 +137,15 @@ fn drive(world: &mut World, t: u64) {
     }
 }
 
+/// Runs `run` on a rayon pool of `threads` threads.
+fn on_threads<T: Send>(threads: usize, run: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(run)
+}
+
 fn run_scripted(world: &mut World, from: u64, to: u64) {
     for t in from..to {
         drive(world, t);
@@ -235,11 +244,7 @@ fn corrupt_saves_are_refused_with_a_clear_error() {
 #[test]
 fn the_world_is_identical_whatever_the_thread_count() {
     let run_with = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let mut world = scene(21);
             world
                 .emit_particles(
@@ -265,11 +270,7 @@ fn a_crowd_moves_the_same_whatever_the_thread_count() {
     // Enough avatars for their movement to run in parallel, walking into each other and into
     // loose crates (pushes), some idle some of the time (idle steps), two inputs in some ticks.
     let run_with = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let mut world = World::new(WorldConfig::default());
             world.add_environment_object(terrain()).unwrap();
             for i in 0..12 {
