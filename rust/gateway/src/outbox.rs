@@ -226,16 +226,15 @@ impl Outbox {
             } else {
                 inner.paced_for.saturating_sub(1)
             };
-            if inner.paced_for > 0 && !item.on_grid {
-                let dropped = inner.held_back.replace((item, Instant::now())).is_some();
-                return StatePush::Accepted {
-                    dropped: u32::from(dropped),
-                };
-            }
-            let dropped = u32::from(inner.held_back.take().is_some())
-                + u32::from(inner.state.replace(item).is_some());
+            let dropped = if inner.paced_for > 0 && !item.on_grid {
+                u32::from(inner.held_back.replace((item, Instant::now())).is_some())
+            } else {
+                u32::from(inner.held_back.take().is_some())
+                    + u32::from(inner.state.replace(item).is_some())
+            };
             StatePush::Accepted { dropped }
         };
+        // Also for a held-back state: the writer sets its timer for it.
         self.wake.notify_one();
         outcome
     }
