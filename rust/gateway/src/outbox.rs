@@ -116,9 +116,9 @@ struct Inner {
     close: Option<CloseRequest>,
     /// Publications left during which only grid states are queued (the client lagged).
     paced_for: u32,
-    /// The newest state held back by pacing, and since when: sent if nothing newer is queued
-    /// within [`HELD_BACK_AT_MOST`] (the world paused, or publishes slowly), so that the newest
-    /// state always reaches the client.
+    /// The newest state held back by pacing, and since when states are held back: sent if
+    /// nothing is queued within [`HELD_BACK_AT_MOST`] of that (the world paused, or publishes
+    /// slowly), so that the newest state always reaches the client.
     held_back: Option<(StateItem, Instant)>,
 }
 
@@ -216,7 +216,7 @@ impl Outbox {
     /// baseline of its own, every message would be encoded for it alone, and the gateway would
     /// fall further behind.
     pub fn push_state(&self, item: StateItem) -> StatePush {
-        let outcome = {
+        let (outcome, wake) = {
             let mut inner = self.lock();
             if inner.close.is_some() {
                 return StatePush::Closed;
@@ -226,16 +226,30 @@ impl Outbox {
             } else {
                 inner.paced_for.saturating_sub(1)
             };
+            let mut wake = true;
             let dropped = if inner.paced_for > 0 && !item.on_grid {
-                u32::from(inner.held_back.replace((item, Instant::now())).is_some())
+                match inner.held_back.as_mut() {
+                    // Newer, due when the first held back was: the writer's timer stands.
+                    Some((held, _)) => {
+                        *held = item;
+                        wake = false;
+                        1
+                    }
+                    // The writer sets its timer for it.
+                    None => {
+                        inner.held_back = Some((item, Instant::now()));
+                        0
+                    }
+                }
             } else {
                 u32::from(inner.held_back.take().is_some())
                     + u32::from(inner.state.replace(item).is_some())
             };
-            StatePush::Accepted { dropped }
+            (StatePush::Accepted { dropped }, wake)
         };
-        // Also for a held-back state: the writer sets its timer for it.
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         outcome
     }
 
@@ -453,12 +467,15 @@ mod tests {
         assert_eq!(outbox.take_state().unwrap().snapshot.tick(), 2);
         outbox.push_state(off_grid(3));
         let due = outbox.held_back_due().expect("held back");
+        // A newer one replaces it, due when the first was.
+        assert_eq!(outbox.push_state(off_grid(4)), accepted(1));
+        assert_eq!(outbox.held_back_due(), Some(due));
         assert!(
             outbox
                 .take_held_back(due - Duration::from_millis(1))
                 .is_none()
         );
-        assert_eq!(outbox.take_held_back(due).unwrap().snapshot.tick(), 3);
+        assert_eq!(outbox.take_held_back(due).unwrap().snapshot.tick(), 4);
         assert!(outbox.held_back_due().is_none() && outbox.take_state().is_none());
     }
 
