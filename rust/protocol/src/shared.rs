@@ -443,7 +443,7 @@ impl SharedTimeline {
         for (index, object) in snapshot.objects().iter().enumerate() {
             let before = previous.as_ref().and_then(|p| {
                 p.snapshot
-                    .index_of(object.id)
+                    .index_of_near(object.id, index)
                     .map(|i| (p.as_ref(), i, p.snapshot.quantized(i)))
             });
             let (changed, meta_changed) = match before {

@@ -744,41 +744,36 @@ impl World {
         let gravity_y = self.config.gravity[1];
         let physics = &self.physics;
         let move_one = |moves: &mut AvatarMoves| {
-            let held = moves.held;
-            let skip_held =
-                move |handle: ColliderHandle, _: &rapier3d::prelude::Collider| Some(handle) != held;
-            let filter = QueryFilter::default()
-                .exclude_rigid_body(moves.body)
-                .exclude_sensors()
-                .predicate(&skip_held);
-            let query = physics.broad_phase.as_query_pipeline(
-                physics.narrow_phase.query_dispatcher(),
-                &physics.bodies,
-                &physics.colliders,
-                filter,
-            );
-            let mut state = moves.start;
-            for input in &moves.inputs {
-                let mut collisions = Vec::new();
-                state = movement::step_character(
-                    settings,
-                    gravity_y,
-                    dt,
-                    &state,
-                    input,
-                    &query,
-                    &mut collisions,
+            with_avatar_filter(moves.body, moves.held, |filter| {
+                let query = physics.broad_phase.as_query_pipeline(
+                    physics.narrow_phase.query_dispatcher(),
+                    &physics.bodies,
+                    &physics.colliders,
+                    filter,
                 );
-                moves.steps.push((state, collisions));
-            }
+                let mut state = moves.start;
+                for input in &moves.inputs {
+                    let mut collisions = Vec::new();
+                    state = movement::step_character(
+                        settings,
+                        gravity_y,
+                        dt,
+                        &state,
+                        input,
+                        &query,
+                        &mut collisions,
+                    );
+                    moves.steps.push((state, collisions));
+                }
+            });
         };
         if moves.len() >= PARALLEL_AVATARS {
             moves.par_iter_mut().for_each(move_one);
         } else {
             moves.iter_mut().for_each(move_one);
         }
-        // 3. Their effects, in client order: pushes on dynamic bodies, new poses, acks, held
-        //    objects.
+        // 3. Their effects, in client order: pushes on dynamic bodies, the final pose, acks,
+        //    held objects.
         for moves in moves {
             let AvatarMoves {
                 client,
@@ -789,24 +784,22 @@ impl World {
                 steps,
                 ..
             } = moves;
-            for (index, (input, (state, collisions))) in inputs.into_iter().zip(steps).enumerate() {
+            let mut last = None;
+            for (state, collisions) in steps {
                 if !collisions.is_empty() {
-                    let skip_held =
-                        move |handle: ColliderHandle, _: &rapier3d::prelude::Collider| {
-                            Some(handle) != held
-                        };
-                    let filter = QueryFilter::default()
-                        .exclude_rigid_body(body)
-                        .exclude_sensors()
-                        .predicate(&skip_held);
-                    let mut query = self.physics.broad_phase.as_query_pipeline_mut(
-                        self.physics.narrow_phase.query_dispatcher(),
-                        &mut self.physics.bodies,
-                        &mut self.physics.colliders,
-                        filter,
-                    );
-                    movement::push_bodies(&self.config.movement, dt, &mut query, &collisions);
+                    with_avatar_filter(body, held, |filter| {
+                        let mut query = self.physics.broad_phase.as_query_pipeline_mut(
+                            self.physics.narrow_phase.query_dispatcher(),
+                            &mut self.physics.bodies,
+                            &mut self.physics.colliders,
+                            filter,
+                        );
+                        movement::push_bodies(&self.config.movement, dt, &mut query, &collisions);
+                    });
                 }
+                last = Some(state);
+            }
+            if let Some(state) = last {
                 self.physics.bodies[body].set_next_kinematic_position(
                     rapier3d::prelude::Pose::from_parts(
                         Vector::from_array(state.position),
@@ -816,9 +809,9 @@ impl World {
                 if let Some(player) = self.players.get_mut(&client) {
                     player.character = state;
                 }
-                if index < processed
-                    && let Some(queue) = self.inputs.get_mut(&client)
-                {
+            }
+            if let Some(queue) = self.inputs.get_mut(&client) {
+                for input in inputs.into_iter().take(processed) {
                     queue.mark_processed(input, next, self.config.input.history);
                 }
             }
@@ -1015,6 +1008,23 @@ impl World {
     pub(crate) fn body_handle(&self, id: ObjectId) -> Option<RigidBodyHandle> {
         self.objects.get(&id).map(|r| r.body)
     }
+}
+
+/// Runs `query` with the filter of an avatar's movement: everything but its own body, sensors
+/// and the object it holds.
+fn with_avatar_filter<R>(
+    body: RigidBodyHandle,
+    held: Option<ColliderHandle>,
+    query: impl FnOnce(QueryFilter) -> R,
+) -> R {
+    let skip_held =
+        move |handle: ColliderHandle, _: &rapier3d::prelude::Collider| Some(handle) != held;
+    query(
+        QueryFilter::default()
+            .exclude_rigid_body(body)
+            .exclude_sensors()
+            .predicate(&skip_held),
+    )
 }
 
 /// From this many avatars on, their movement runs on rayon's pool.
