@@ -64,6 +64,11 @@ impl Server {
         Self::spawn(command, port)
     }
 
+    /// The server's process id (Godot's own: the scripts exec it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts an exported server (`DIR/run-server`) and waits until it listens.
     pub fn start_exported(dir: &Path, port: u16, extra: &[&str]) -> Server {
         let mut command = Command::new(dir.join("run-server"));

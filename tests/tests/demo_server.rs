@@ -54,13 +54,44 @@ async fn walk(client: &mut Client, seq: &mut u32, look: [f64; 3], count: u32) {
     }
 }
 
+/// Niceness of the threads of process `pid` named `name`, from /proc.
+fn niceness_of_threads(pid: u32, name: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state is field 3, nice field 19.
+        let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+        found.push(
+            after
+                .split(' ')
+                .nth(16)
+                .expect("19 fields")
+                .parse()
+                .expect("a number"),
+        );
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_join_the_demo_and_see_each_other_move() {
     let data = fresh_dir("two-clients");
     let server = Server::start_scene(
         "res://scenes/demo.tscn",
         free_port(),
-        &[&format!("--data-dir={}", data.display())],
+        &[&format!("--data-dir={}", data.display()), "--io-niceness=9"],
+    );
+    // The command line sets the niceness of the gateway's network threads (default 5).
+    let io_threads = niceness_of_threads(server.pid(), "nexus-gw-io");
+    assert!(
+        !io_threads.is_empty() && io_threads.iter().all(|&n| n == 9),
+        "nexus-gw-io niceness: {io_threads:?}"
     );
     let mut alice = Client::connect(&server.url()).await;
     let mut bob = Client::connect(&server.url()).await;

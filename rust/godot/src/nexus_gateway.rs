@@ -18,8 +18,8 @@ use crate::convert::{dictionary_to_json, to_variant};
 /// Authentication: with a `secret` (or `secret_file`) only signed tokens are accepted; with
 /// `development_mode` any non-empty token is accepted as the player's name. With neither the
 /// gateway refuses to start. On the command line (after `--`) `--port=N`, `--bind=ADDR`,
-/// `--secret-file=FILE`, `--dev`, `--max-connections=N` and `--max-connections-per-address=N`
-/// override the properties when `allow_command_line` is on, as
+/// `--secret-file=FILE`, `--dev`, `--max-connections=N`, `--max-connections-per-address=N` and
+/// `--io-niceness=N` override the properties when `allow_command_line` is on, as
 /// does a `NEXUS_SECRET` environment variable.
 #[derive(GodotClass)]
 #[class(init, base = Node)]
@@ -69,7 +69,7 @@ pub struct NexusGateway {
     #[init(val = true)]
     quit_on_termination_signal: bool,
     /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev`, `--max-connections=`,
-    /// `--max-connections-per-address=` after `--` override the properties.
+    /// `--max-connections-per-address=`, `--io-niceness=` after `--` override the properties.
     #[export]
     #[init(val = true)]
     allow_command_line: bool,
@@ -276,6 +276,7 @@ impl NexusGateway {
         let mut development = self.development_mode;
         let mut max_connections = self.max_connections;
         let mut max_per_address = self.max_connections_per_address;
+        let mut io_niceness = self.io_niceness;
         let count = |flag: &str, value: &str| -> Result<i32, String> {
             value
                 .parse::<i32>()
@@ -301,6 +302,11 @@ impl NexusGateway {
                     max_connections = count("--max-connections", value)?;
                 } else if let Some(value) = arg.strip_prefix("--max-connections-per-address=") {
                     max_per_address = count("--max-connections-per-address", value)?;
+                } else if let Some(value) = arg.strip_prefix("--io-niceness=") {
+                    // Checked with the rest of the configuration (0..=19).
+                    io_niceness = value
+                        .parse()
+                        .map_err(|_| format!("--io-niceness={value} is not a number"))?;
                 }
             }
         }
@@ -339,7 +345,7 @@ impl NexusGateway {
         config.bind = SocketAddr::new(ip, port);
         config.limits.max_connections = max_connections.max(1) as usize;
         config.limits.max_connections_per_address = max_per_address.max(1) as usize;
-        config.io_niceness = self.io_niceness;
+        config.io_niceness = io_niceness;
         config.path = self.endpoint_path.to_string();
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

@@ -125,8 +125,13 @@ impl InputQueue {
                 continue;
             }
             let already_processed = self.last_processed.is_some_and(|last| input.seq <= last);
+            // The history holds processed inputs in ascending sequence order.
             if self.pending.contains_key(&input.seq)
-                || self.history.iter().any(|h| h.seq == input.seq)
+                || (already_processed
+                    && self
+                        .history
+                        .binary_search_by_key(&input.seq, |h| h.seq)
+                        .is_ok())
             {
                 self.stats.duplicates += 1;
                 continue;

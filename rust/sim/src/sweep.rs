@@ -61,19 +61,31 @@ pub fn core_triangle(
     reach: f32,
     tri: &[Vector; 3],
 ) -> Option<SweepHit> {
-    let (distance, on_core, on_tri) = closest_core_triangle(core, tri);
+    let (distance, on_core, on_tri) = match one_side_gap(core, tri) {
+        Some(Gap::Exact(closest)) => closest,
+        // Too far to come within reach in `max`: most of a heightfield's triangles.
+        Some(Gap::AtLeast(bound)) if bound > reach + max + START_TOLERANCE => return None,
+        _ => closest_core_triangle(core, tri),
+    };
     if distance <= reach + START_TOLERANCE {
         return touching(dir, distance, on_core, on_tri, || {
             facing_normal(tri, (core.a + core.b) * 0.5)
         });
     }
-    let mut first = Earliest::new(max);
-    for end in [core.a, core.b] {
-        first.consider(point_triangle(end, dir, reach, tri));
+    if distance > reach + max + START_TOLERANCE {
+        return None; // too far to come within reach in `max`
     }
-    for (i, &corner) in tri.iter().enumerate() {
-        first.consider(point_capsule(corner, -dir, core.a, core.b, reach));
-        first.consider(lines(core, dir, corner, tri[(i + 1) % 3], reach));
+    let mut first = Earliest::new(max);
+    if let Some(leading) = leading_end(core, dir) {
+        first.consider(point_triangle(leading, dir, reach, tri));
+    } else {
+        for end in [core.a, core.b] {
+            first.consider(point_triangle(end, dir, reach, tri));
+        }
+        for (i, &corner) in tri.iter().enumerate() {
+            first.consider(point_capsule(corner, -dir, core.a, core.b, reach));
+            first.consider(lines(core, dir, corner, tri[(i + 1) % 3], reach));
+        }
     }
     let toi = first.toi?;
     let (distance, on_core, on_tri) = closest_core_triangle(core.moved(dir * toi), tri);
@@ -93,14 +105,21 @@ pub fn core_core(core: Core, dir: Vector, max: f32, reach: f32, other: Core) -> 
     if distance <= reach + START_TOLERANCE {
         return touching(dir, distance, on_core, on_other, || -dir);
     }
+    if distance > reach + max + START_TOLERANCE {
+        return None; // too far to come within reach in `max`
+    }
     let mut first = Earliest::new(max);
-    for end in [core.a, core.b] {
-        first.consider(point_capsule(end, dir, other.a, other.b, reach));
+    if let Some(leading) = leading_end(core, dir) {
+        first.consider(point_capsule(leading, dir, other.a, other.b, reach));
+    } else {
+        for end in [core.a, core.b] {
+            first.consider(point_capsule(end, dir, other.a, other.b, reach));
+        }
+        for end in [other.a, other.b] {
+            first.consider(point_capsule(end, -dir, core.a, core.b, reach));
+        }
+        first.consider(lines(core, dir, other.a, other.b, reach));
     }
-    for end in [other.a, other.b] {
-        first.consider(point_capsule(end, -dir, core.a, core.b, reach));
-    }
-    first.consider(lines(core, dir, other.a, other.b, reach));
     let toi = first.toi?;
     let (distance, on_core, on_other) =
         closest_segments(core.a + dir * toi, core.b + dir * toi, other.a, other.b);
@@ -130,6 +149,59 @@ pub fn core_heightfield(
             visit(hit);
         }
     });
+}
+
+/// The end of `core` that leads when it moves along its own axis (or a ball's centre), if it
+/// does: then every other point of the core only passes where the core or that end already
+/// was, so a cast that starts out of reach first comes within reach with that end.
+fn leading_end(core: Core, dir: Vector) -> Option<Vector> {
+    let axis = core.b - core.a;
+    if axis.cross(dir).length_squared() > 1.0e-12 * axis.length_squared() {
+        return None;
+    }
+    Some(if axis.dot(dir) > 0.0 { core.b } else { core.a })
+}
+
+/// The distance from a core to a triangle, when both ends of the core lie on one side of its
+/// plane (else `None`).
+enum Gap {
+    /// The nearer end's foot lies inside the triangle: that end and its foot are closest (no
+    /// point of the core is nearer the plane, nor the triangle nearer than the plane). The usual
+    /// case of a capsule standing over a face.
+    Exact((f32, Vector, Vector)),
+    /// A lower bound: every point of the core is at least as high as the nearer end, and lies
+    /// (across the plane) at least as far beyond some edge's line as both ends do.
+    AtLeast(f32),
+}
+
+fn one_side_gap(core: Core, tri: &[Vector; 3]) -> Option<Gap> {
+    let n = (tri[1] - tri[0]).cross(tri[2] - tri[0]).normalize_or_zero();
+    let (ha, hb) = ((core.a - tri[0]).dot(n), (core.b - tri[0]).dot(n));
+    if ha * hb <= 0.0 {
+        return None; // crossing, touching the plane, or a degenerate triangle
+    }
+    let (end, height) = if ha.abs() <= hb.abs() {
+        (core.a, ha)
+    } else {
+        (core.b, hb)
+    };
+    let foot = end - n * height;
+    if inside_triangle(foot, tri, n) {
+        return Some(Gap::Exact((height.abs(), end, foot)));
+    }
+    // How far beyond each edge's line both ends lie, across the plane (the normal component of
+    // an end's offset drops out of the cross product's dot with the normal).
+    let mut beyond = 0.0f32;
+    for i in 0..3 {
+        let (from, to) = (tri[i], tri[(i + 1) % 3]);
+        let edge = to - from;
+        let inward = edge
+            .cross(core.a - from)
+            .dot(n)
+            .max(edge.cross(core.b - from).dot(n));
+        beyond = beyond.max(-inward / edge.length().max(1.0e-12));
+    }
+    Some(Gap::AtLeast((height * height + beyond * beyond).sqrt()))
 }
 
 /// The result of a cast that starts within reach: a hit at 0 when moving closer.
@@ -293,6 +365,9 @@ fn lines(core: Core, dir: Vector, from: Vector, to: Vector, reach: f32) -> Optio
 
 /// Distance between `core` and the triangle, with the closest point of each.
 fn closest_core_triangle(core: Core, tri: &[Vector; 3]) -> (f32, Vector, Vector) {
+    if let Some(Gap::Exact(closest)) = one_side_gap(core, tri) {
+        return closest;
+    }
     if let Some(x) = crossing(core, tri) {
         return (0.0, x, x);
     }
@@ -598,6 +673,19 @@ mod tests {
         );
     }
 
+    /// Mostly along `aim` (so that most casts hit), else straight up or down (along the
+    /// capsule's core, which has its own shortcut) or anywhere.
+    fn cast_direction(rng: &mut Rng, aim: Vector) -> Vector {
+        let pick = rng.unit();
+        if pick < 0.6 {
+            aim.normalize_or(Vector::Y)
+        } else if pick < 0.8 {
+            if aim.y < 0.0 { -Vector::Y } else { Vector::Y }
+        } else {
+            rng.direction()
+        }
+    }
+
     #[test]
     fn capsule_triangle_casts_agree_with_parry() {
         casts_are_exact(
@@ -605,14 +693,8 @@ mod tests {
             |rng| {
                 let tri = Triangle::new(rng.vector(2.0), rng.vector(2.0), rng.vector(2.0));
                 let from = rng.vector(2.5);
-                // Mostly aimed at the triangle, so that most casts hit.
                 let aim = (tri.a + tri.b + tri.c) / 3.0 + rng.vector(0.8) - from;
-                let dir = if rng.unit() < 0.7 {
-                    aim.normalize_or(Vector::Y)
-                } else {
-                    rng.direction()
-                };
-                (Box::new(tri), from, dir)
+                (Box::new(tri), from, cast_direction(rng, aim))
             },
             |from, dir, max, shape| {
                 let tri = shape.as_triangle().unwrap();
@@ -646,12 +728,8 @@ mod tests {
                         (Vector::ZERO, Box::new(Ball::new(rng.range(0.05, 0.8))))
                     };
                 let from = rng.vector(3.0);
-                let dir = if rng.unit() < 0.7 {
-                    (centre + rng.vector(0.5) - from).normalize_or(Vector::Y)
-                } else {
-                    rng.direction()
-                };
-                (shape, from, dir)
+                let aim = centre + rng.vector(0.5) - from;
+                (shape, from, cast_direction(rng, aim))
             },
             |from, dir, max, shape| {
                 let (other, radius) = if let Some(c) = shape.as_capsule() {
