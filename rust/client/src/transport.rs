@@ -237,8 +237,14 @@ impl Client {
                 let droppable = is_input_frame(&frame);
                 self.send_line.push(now, frame, droppable);
             }
+            // Everything due goes out in one write (an ack and an input batch together).
+            let mut fed = false;
             while let Some(frame) = self.send_line.pop_due(self.now()) {
-                self.send_frame(frame).await?;
+                self.feed_frame(frame).await?;
+                fed = true;
+            }
+            if fed {
+                self.flush().await?;
             }
             if Instant::now() >= deadline {
                 return Ok(());
@@ -296,25 +302,41 @@ impl Client {
         self.session.on_closed(reason);
     }
 
-    async fn send_frame(&mut self, frame: Frame) -> Result<(), ClientError> {
+    /// Queues a frame on the socket; [`Self::flush`] writes it out.
+    async fn feed_frame(&mut self, frame: Frame) -> Result<(), ClientError> {
         let message = match frame {
             Frame::Text(text) => Message::Text(Utf8Bytes::from(text)),
             Frame::Binary(bytes) => Message::Binary(Bytes::from(bytes)),
         };
-        if let Err(err) = self.socket.send(message).await {
+        let fed = self.socket.feed(message).await;
+        self.send_result(fed)
+    }
+
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        let flushed = self.socket.flush().await;
+        self.send_result(flushed)
+    }
+
+    fn send_result(
+        &mut self,
+        result: Result<(), tokio_tungstenite::tungstenite::Error>,
+    ) -> Result<(), ClientError> {
+        result.map_err(|err| {
             self.close_with(&format!("send failed: {err}"));
-            return Err(ClientError::new("closed", format!("send failed: {err}")));
-        }
-        Ok(())
+            ClientError::new("closed", format!("send failed: {err}"))
+        })
     }
 
     /// Leaves the campaign and closes the connection politely.
     pub async fn close(mut self) {
         self.session.leave();
         for frame in self.session.drain_outgoing() {
-            if self.send_frame(frame).await.is_err() {
+            if self.feed_frame(frame).await.is_err() {
                 return;
             }
+        }
+        if self.flush().await.is_err() {
+            return;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.socket.close(None)).await;
     }

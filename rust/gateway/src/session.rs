@@ -59,6 +59,7 @@ pub(crate) async fn run(
         encoder: None,
         avatar: None,
         campaign_metrics: None,
+        unflushed: false,
     };
     let writer = tracker.spawn(supervised(shared.clone(), writer.run(shutdown)));
     let now = Instant::now();
@@ -558,6 +559,10 @@ struct Writer {
     encoder: Option<ClientStateEncoder>,
     avatar: Option<ObjectId>,
     campaign_metrics: Option<Arc<CampaignMetrics>>,
+    /// Messages handed to the socket's buffer but not yet written out: the writer writes
+    /// everything ready at once (one system call, and one read for the client, for the events
+    /// and the state of one tick), and flushes before it waits.
+    unflushed: bool,
 }
 
 /// A send did not happen: the socket failed, or the client was declared too slow meanwhile.
@@ -593,6 +598,13 @@ impl Writer {
                     self.send_counted(message, true).await;
                 }
                 continue;
+            }
+            if self.unflushed {
+                self.unflushed = false;
+                if self.flush().await.is_err() {
+                    self.connection_lost();
+                }
+                continue; // more may have arrived meanwhile
             }
             let held_back = self.outbox.held_back_due();
             tokio::select! {
@@ -667,9 +679,17 @@ impl Writer {
         Some(message)
     }
 
+    /// Queues `message` on the socket (written out by the next flush, or sooner when the
+    /// buffer fills) and counts it.
     async fn send_counted(&mut self, message: Message, is_state: bool) {
         let size = message.len() as u64;
-        match self.send(message).await {
+        let queued = tokio::select! {
+            biased;
+            fed = self.sink.feed(message) => fed.map_err(|_| SendFailed),
+            _ = self.outbox.abort().cancelled() => Err(SendFailed),
+        };
+        self.unflushed = true;
+        match queued {
             Ok(()) => {
                 let metrics = &self.shared.metrics;
                 Metrics::inc(&metrics.messages_out);
@@ -696,6 +716,15 @@ impl Writer {
         tokio::select! {
             biased;
             sent = self.sink.send(message) => sent.map_err(|_| SendFailed),
+            _ = self.outbox.abort().cancelled() => Err(SendFailed),
+        }
+    }
+
+    /// Writes out what [`Self::send_counted`] queued, abandoning it like [`Self::send`].
+    async fn flush(&mut self) -> Result<(), SendFailed> {
+        tokio::select! {
+            biased;
+            flushed = self.sink.flush() => flushed.map_err(|_| SendFailed),
             _ = self.outbox.abort().cancelled() => Err(SendFailed),
         }
     }

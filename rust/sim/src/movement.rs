@@ -650,23 +650,41 @@ impl<'a> Nearby<'a> {
                     visit(to_world(hit));
                 }
             }
-            _ => {
-                let shape_pos = frame.inv_mul(&pose(from));
-                let cast = self.queries.dispatcher.cast_shapes(
-                    &shape_pos,
-                    local_dir,
-                    candidate.collider.shape(),
-                    &self.capsule,
-                    skin_cast(max),
-                );
-                if let Ok(Some(hit)) = cast {
-                    visit(to_world(SweepHit {
-                        toi: hit.time_of_impact,
-                        normal: hit.normal1,
-                        point: hit.witness1,
-                    }));
+            TypedShape::Cuboid(cuboid) => {
+                match sweep::core_cuboid(core, local_dir, max, radius, cuboid.half_extents) {
+                    Some(hit) => hit.into_iter().for_each(|hit| visit(to_world(hit))),
+                    // The core starts inside the box: parry decides.
+                    None => self.parry_cast(candidate, from, local_dir, max, visit),
                 }
             }
+            _ => self.parry_cast(candidate, from, local_dir, max, visit),
+        }
+    }
+
+    /// [`Self::cast_pieces`] for the shapes without a closed form: parry's GJK cast, `dir` in
+    /// the collider's frame.
+    fn parry_cast(
+        &self,
+        candidate: &Candidate,
+        from: Vector,
+        local_dir: Vector,
+        max: f32,
+        visit: &mut dyn FnMut(SweepHit),
+    ) {
+        let frame = candidate.collider.position();
+        let cast = self.queries.dispatcher.cast_shapes(
+            &frame.inv_mul(&pose(from)),
+            local_dir,
+            candidate.collider.shape(),
+            &self.capsule,
+            skin_cast(max),
+        );
+        if let Ok(Some(hit)) = cast {
+            visit(SweepHit {
+                toi: hit.time_of_impact,
+                normal: frame.transform_vector(hit.normal1),
+                point: frame.transform_point(hit.witness1),
+            });
         }
     }
 

@@ -41,6 +41,9 @@ impl Core {
     }
 }
 
+/// A distance with the closest point of each side (the moving core's first).
+type Closest = (f32, Vector, Vector);
+
 /// Where a cast stops.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SweepHit {
@@ -168,7 +171,7 @@ enum Gap {
     /// The nearer end's foot lies inside the triangle: that end and its foot are closest (no
     /// point of the core is nearer the plane, nor the triangle nearer than the plane). The usual
     /// case of a capsule standing over a face.
-    Exact((f32, Vector, Vector)),
+    Exact(Closest),
     /// A lower bound: every point of the core is at least as high as the nearer end, and lies
     /// (across the plane) at least as far beyond some edge's line as both ends do.
     AtLeast(f32),
@@ -202,6 +205,95 @@ fn one_side_gap(core: Core, tri: &[Vector; 3]) -> Option<Gap> {
         beyond = beyond.max(-inward / edge.length().max(1.0e-12));
     }
     Some(Gap::AtLeast((height * height + beyond * beyond).sqrt()))
+}
+
+/// [`core_triangle`] against the faces of a box with half extents `half`, centred at the origin
+/// of its own frame (the frame of `core` and `dir`): the earliest hit, or `None` inside `Some`
+/// for a miss. A core that starts inside the box gets `None` (the caller decides another way).
+pub fn core_cuboid(
+    core: Core,
+    dir: Vector,
+    max: f32,
+    reach: f32,
+    half: Vector,
+) -> Option<Option<SweepHit>> {
+    if segment_meets_box(core, half) {
+        return None;
+    }
+    let faces = box_triangles(half);
+    // Within reach at the start: the box is convex, so the cast is a hit at 0 when moving closer
+    // to its nearest point, and meets nothing later otherwise (unlike a lone triangle of it).
+    let mut nearest: Option<(Closest, &[Vector; 3])> = None;
+    for tri in &faces {
+        let closest = match one_side_gap(core, tri) {
+            Some(Gap::Exact(closest)) => closest,
+            Some(Gap::AtLeast(bound)) if bound > reach + START_TOLERANCE => continue,
+            _ => closest_core_triangle(core, tri),
+        };
+        if closest.0 <= reach + START_TOLERANCE && nearest.is_none_or(|(n, _)| closest.0 < n.0) {
+            nearest = Some((closest, tri));
+        }
+    }
+    if let Some(((distance, on_core, on_box), tri)) = nearest {
+        return Some(touching(dir, distance, on_core, on_box, || {
+            facing_normal(tri, (core.a + core.b) * 0.5)
+        }));
+    }
+    // Out of reach: the capsule meets the surface before anything inside it, and the surface is
+    // the faces' triangles.
+    let mut first: Option<SweepHit> = None;
+    for tri in &faces {
+        let limit = first.map_or(max, |hit| hit.toi);
+        if let Some(hit) = core_triangle(core, dir, limit, reach, tri)
+            && first.is_none_or(|best| hit.toi < best.toi)
+        {
+            first = Some(hit);
+        }
+    }
+    Some(first)
+}
+
+/// The surface of a box with half extents `half` at the origin: two triangles per face.
+fn box_triangles(half: Vector) -> [[Vector; 3]; 12] {
+    let mut triangles = [[Vector::ZERO; 3]; 12];
+    for axis in 0..3 {
+        for (s, side) in [-1.0, 1.0].into_iter().enumerate() {
+            // The face's four corners in order around it.
+            let quad = [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)].map(|(u, v)| {
+                let mut c = Vector::ZERO;
+                c[axis] = side * half[axis];
+                c[(axis + 1) % 3] = u * half[(axis + 1) % 3];
+                c[(axis + 2) % 3] = v * half[(axis + 2) % 3];
+                c
+            });
+            let face = 2 * (2 * axis + s);
+            triangles[face] = [quad[0], quad[1], quad[2]];
+            triangles[face + 1] = [quad[0], quad[2], quad[3]];
+        }
+    }
+    triangles
+}
+
+/// Whether the segment `core` touches the box with half extents `half` at the origin (slabs).
+fn segment_meets_box(core: Core, half: Vector) -> bool {
+    let d = core.b - core.a;
+    let (mut enter, mut leave) = (0.0f32, 1.0f32);
+    for axis in 0..3 {
+        let (start, step, extent) = (core.a[axis], d[axis], half[axis]);
+        if step.abs() < 1.0e-12 {
+            if start.abs() > extent {
+                return false;
+            }
+            continue;
+        }
+        let (t1, t2) = ((-extent - start) / step, (extent - start) / step);
+        enter = enter.max(t1.min(t2));
+        leave = leave.min(t1.max(t2));
+        if enter > leave {
+            return false;
+        }
+    }
+    true
 }
 
 /// The result of a cast that starts within reach: a hit at 0 when moving closer.
@@ -364,7 +456,7 @@ fn lines(core: Core, dir: Vector, from: Vector, to: Vector, reach: f32) -> Optio
 }
 
 /// Distance between `core` and the triangle, with the closest point of each.
-fn closest_core_triangle(core: Core, tri: &[Vector; 3]) -> (f32, Vector, Vector) {
+fn closest_core_triangle(core: Core, tri: &[Vector; 3]) -> Closest {
     if let Some(Gap::Exact(closest)) = one_side_gap(core, tri) {
         return closest;
     }
@@ -505,7 +597,7 @@ fn closest_segments(p1: Vector, q1: Vector, p2: Vector, q2: Vector) -> (f32, Vec
 mod tests {
     use super::*;
     use rapier3d::parry::query::{self, ShapeCastOptions};
-    use rapier3d::parry::shape::{Ball, Capsule, Triangle};
+    use rapier3d::parry::shape::{Ball, Capsule, Cuboid, Triangle};
     use rapier3d::prelude::Pose;
 
     /// A small deterministic generator (xorshift), so failures reproduce.
@@ -585,6 +677,8 @@ mod tests {
                 (tri.project_local_point(x, true).point, 0.0)
             } else if let Some(cap) = shape.as_capsule() {
                 (cap.segment.project_local_point(x, true).point, cap.radius)
+            } else if let Some(cuboid) = shape.as_cuboid() {
+                (cuboid.project_local_point(x, true).point, 0.0)
             } else {
                 (Vector::ZERO, shape.as_ball().unwrap().radius)
             };
@@ -707,6 +801,47 @@ mod tests {
                 )
             },
         );
+    }
+
+    #[test]
+    fn capsule_cuboid_casts_agree_with_parry() {
+        casts_are_exact(
+            3_000,
+            |rng| {
+                let half = Vector::new(
+                    rng.range(0.1, 1.5),
+                    rng.range(0.1, 1.5),
+                    rng.range(0.1, 1.5),
+                );
+                // The core starts outside the box (inside, the caller casts another way).
+                let from = loop {
+                    let from = rng.vector(2.5);
+                    if !segment_meets_box(core_at(from), half) {
+                        break from;
+                    }
+                };
+                let aim = rng.vector(0.8) - from;
+                (Box::new(Cuboid::new(half)), from, cast_direction(rng, aim))
+            },
+            |from, dir, max, shape| {
+                let half = shape.as_cuboid().unwrap().half_extents;
+                core_cuboid(core_at(from), dir, max, RADIUS + SKIN, half)
+                    .expect("the core starts outside")
+            },
+        );
+    }
+
+    #[test]
+    fn a_core_inside_a_box_is_left_to_the_caller() {
+        let half = Vector::new(1.0, 0.2, 1.0);
+        // Through the box, and wholly inside a taller one.
+        let through = core_at(Vector::new(0.3, 0.0, -0.2));
+        assert!(core_cuboid(through, Vector::X, 1.0, 0.4, half).is_none());
+        let tall = Vector::new(1.0, 2.0, 1.0);
+        assert!(core_cuboid(through, -Vector::Y, 1.0, 0.4, tall).is_none());
+        // Beside it, even within reach: answered.
+        let beside = core_at(Vector::new(1.2, 0.0, 0.0));
+        assert!(core_cuboid(beside, -Vector::X, 1.0, 0.4, half).is_some());
     }
 
     #[test]
