@@ -699,30 +699,46 @@ impl ParticleSystem {
             terrain,
             colliders,
         };
-        let reports: Vec<ChunkReport> = (
-            self.px.par_chunks_mut(CHUNK),
-            self.py.par_chunks_mut(CHUNK),
-            self.pz.par_chunks_mut(CHUNK),
-            self.vx.par_chunks_mut(CHUNK),
-            self.vy.par_chunks_mut(CHUNK),
-            self.vz.par_chunks_mut(CHUNK),
-            self.life.par_chunks_mut(CHUNK),
-        )
-            .into_par_iter()
-            .enumerate()
-            .map(|(chunk, (px, py, pz, vx, vy, vz, life))| {
-                let chunk_arrays = Chunk {
-                    px,
-                    py,
-                    pz,
-                    vx,
-                    vy,
-                    vz,
-                    life,
-                };
-                kernel.run((chunk * CHUNK) as u32, chunk_arrays)
-            })
-            .collect();
+        let reports: Vec<ChunkReport> = if self.px.len() <= CHUNK {
+            // One chunk: on this thread (handing it to the pool costs more than it saves).
+            vec![kernel.run(
+                0,
+                Chunk {
+                    px: &mut self.px,
+                    py: &mut self.py,
+                    pz: &mut self.pz,
+                    vx: &mut self.vx,
+                    vy: &mut self.vy,
+                    vz: &mut self.vz,
+                    life: &mut self.life,
+                },
+            )]
+        } else {
+            (
+                self.px.par_chunks_mut(CHUNK),
+                self.py.par_chunks_mut(CHUNK),
+                self.pz.par_chunks_mut(CHUNK),
+                self.vx.par_chunks_mut(CHUNK),
+                self.vy.par_chunks_mut(CHUNK),
+                self.vz.par_chunks_mut(CHUNK),
+                self.life.par_chunks_mut(CHUNK),
+            )
+                .into_par_iter()
+                .enumerate()
+                .map(|(chunk, (px, py, pz, vx, vy, vz, life))| {
+                    let chunk_arrays = Chunk {
+                        px,
+                        py,
+                        pz,
+                        vx,
+                        vy,
+                        vz,
+                        life,
+                    };
+                    kernel.run((chunk * CHUNK) as u32, chunk_arrays)
+                })
+                .collect()
+        };
         let mut bounds: Option<([f32; 3], [f32; 3])> = None;
         for report in reports {
             self.live -= report.died.len();
