@@ -11,7 +11,7 @@ func after_each() -> void:
 		await frames(2)
 
 
-func _serve(io_niceness := 5) -> PhysicsWorldServer:
+func _serve(io_niceness := 10) -> PhysicsWorldServer:
 	root = Node3D.new()
 	var gateway := NexusGateway.new()
 	gateway.name = "Gateway"

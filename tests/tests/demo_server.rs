@@ -87,7 +87,7 @@ async fn two_clients_join_the_demo_and_see_each_other_move() {
         free_port(),
         &[&format!("--data-dir={}", data.display()), "--io-niceness=9"],
     );
-    // The command line sets the niceness of the gateway's network threads (default 5).
+    // The command line sets the niceness of the gateway's network threads (default 10).
     let io_threads = niceness_of_threads(server.pid(), "nexus-gw-io");
     assert!(
         !io_threads.is_empty() && io_threads.iter().all(|&n| n == 9),

@@ -319,7 +319,7 @@ mod tests {
             ..GatewayConfig::development()
         })
         .unwrap();
-        // Other tests' gateways run beside this one (at the default niceness, 5): count the
+        // Other tests' gateways run beside this one (at the default niceness, 10): count the
         // workers at this one's. Wait for both to have started.
         let expected = (ours + 3).min(19);
         let ours_running = || {

@@ -57,7 +57,7 @@ pub struct NexusGateway {
     /// CPU the simulation's tick gets it first, and the gateway sends fewer states instead.
     /// 0 runs them at the game's own priority.
     #[export(range = (0.0, 19.0, 1.0))]
-    #[init(val = 5)]
+    #[init(val = 10)]
     io_niceness: i32,
     /// Start when the node enters the tree (outside the editor).
     #[export]

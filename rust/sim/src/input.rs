@@ -13,7 +13,7 @@
 //! - more than `max_queued` waiting → `queue_full`; a target more than `max_future_ticks` ahead →
 //!   `too_far_ahead`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +45,10 @@ pub struct InputStats {
 /// The input queue of one client.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct InputQueue {
-    pending: BTreeMap<u32, PlayerInput>,
+    /// Waiting inputs, in ascending sequence order (saved as a map from sequence number to
+    /// input, as before: saves stay readable both ways).
+    #[serde(with = "by_sequence")]
+    pending: VecDeque<PlayerInput>,
     history: VecDeque<PlayerInput>,
     last_processed: Option<u32>,
     /// Tick at which the last input was processed (or the client joined).
@@ -125,8 +128,12 @@ impl InputQueue {
                 continue;
             }
             let already_processed = self.last_processed.is_some_and(|last| input.seq <= last);
-            // The history holds processed inputs in ascending sequence order.
-            if self.pending.contains_key(&input.seq)
+            // Both the queue and the history are in ascending sequence order.
+            let position = self.pending.partition_point(|p| p.seq < input.seq);
+            if self
+                .pending
+                .get(position)
+                .is_some_and(|p| p.seq == input.seq)
                 || (already_processed
                     && self
                         .history
@@ -170,7 +177,7 @@ impl InputQueue {
                 continue;
             }
             self.stats.accepted += 1;
-            self.pending.insert(input.seq, input.clone());
+            self.pending.insert(position, input.clone());
         }
         rejections
     }
@@ -178,14 +185,12 @@ impl InputQueue {
     /// Takes the inputs due in the step that produces tick `next` (in sequence order).
     pub fn take_due(&mut self, next: Tick, settings: &InputSettings) -> Vec<PlayerInput> {
         let mut due = Vec::new();
-        while due.len() < settings.max_per_tick.max(1) {
-            let Some(entry) = self.pending.first_entry() else {
-                break;
-            };
-            if entry.get().tick.is_some_and(|t| t > next) {
-                break;
-            }
-            due.push(entry.remove());
+        while due.len() < settings.max_per_tick.max(1)
+            && let Some(input) = self
+                .pending
+                .pop_front_if(|i| i.tick.is_none_or(|t| t <= next))
+        {
+            due.push(input);
         }
         due
     }
@@ -221,6 +226,29 @@ impl InputQueue {
     }
 }
 
+/// The waiting inputs as a map from sequence number to input (their saved form).
+mod by_sequence {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::command::PlayerInput;
+
+    pub fn serialize<S: Serializer>(
+        pending: &VecDeque<PlayerInput>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(pending.iter().map(|input| (input.seq, input)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<VecDeque<PlayerInput>, D::Error> {
+        let by_seq = BTreeMap::<u32, PlayerInput>::deserialize(deserializer)?;
+        Ok(by_seq.into_values().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +262,31 @@ mod tests {
             jump: false,
             run: false,
         }
+    }
+
+    #[test]
+    fn waiting_inputs_are_saved_as_a_map_by_sequence_number() {
+        let settings = InputSettings::default();
+        let mut q = InputQueue::new(0);
+        q.push_batch(
+            &[input(10, None), input(9, None), input(11, None)],
+            0,
+            &settings,
+        );
+        let saved = serde_json::to_value(&q).unwrap();
+        let pending = saved["pending"].as_object().expect("a map");
+        assert_eq!(pending.len(), 3);
+        for seq in [9, 10, 11] {
+            assert_eq!(pending[&seq.to_string()]["seq"], seq);
+        }
+        // Loaded in sequence order, whatever order the keys come in ("10" < "9" as text).
+        let mut loaded: InputQueue = serde_json::from_value(saved).unwrap();
+        let due: Vec<u32> = loaded
+            .take_due(1, &settings)
+            .iter()
+            .map(|i| i.seq)
+            .collect();
+        assert_eq!(due, vec![9, 10, 11]);
     }
 
     #[test]
