@@ -725,11 +725,12 @@ impl ClientSession {
         self.remote.begin_message(tick);
         if state.full {
             // A full state is the whole view: whatever it does not list is out of it.
-            let listed: Vec<ObjectId> = state.objects.iter().map(|o| o.id).collect();
+            let mut listed: Vec<ObjectId> = state.objects.iter().map(|o| o.id).collect();
+            listed.sort_unstable();
             let stale: Vec<ObjectId> = self
                 .remote
                 .ids()
-                .filter(|id| !listed.contains(id))
+                .filter(|id| listed.binary_search(id).is_err())
                 .collect();
             for id in stale {
                 self.remote.remove_at(id, tick);
