@@ -68,7 +68,7 @@ pub fn core_triangle(
         Some(Gap::Exact(closest)) => closest,
         // Too far to come within reach in `max`: most of a heightfield's triangles.
         Some(Gap::AtLeast(bound)) if bound > reach + max + START_TOLERANCE => return None,
-        _ => closest_core_triangle(core, tri),
+        _ => closest_by_features(core, tri),
     };
     if distance <= reach + START_TOLERANCE {
         return touching(dir, distance, on_core, on_tri, || {
@@ -228,7 +228,7 @@ pub fn core_cuboid(
         let closest = match one_side_gap(core, tri) {
             Some(Gap::Exact(closest)) => closest,
             Some(Gap::AtLeast(bound)) if bound > reach + START_TOLERANCE => continue,
-            _ => closest_core_triangle(core, tri),
+            _ => closest_by_features(core, tri),
         };
         if closest.0 <= reach + START_TOLERANCE && nearest.is_none_or(|(n, _)| closest.0 < n.0) {
             nearest = Some((closest, tri));
@@ -457,9 +457,15 @@ fn lines(core: Core, dir: Vector, from: Vector, to: Vector, reach: f32) -> Optio
 
 /// Distance between `core` and the triangle, with the closest point of each.
 fn closest_core_triangle(core: Core, tri: &[Vector; 3]) -> Closest {
-    if let Some(Gap::Exact(closest)) = one_side_gap(core, tri) {
-        return closest;
+    match one_side_gap(core, tri) {
+        Some(Gap::Exact(closest)) => closest,
+        _ => closest_by_features(core, tri),
     }
+}
+
+/// [`closest_core_triangle`] from the crossing, the ends against the triangle and the core
+/// against each edge.
+fn closest_by_features(core: Core, tri: &[Vector; 3]) -> Closest {
     if let Some(x) = crossing(core, tri) {
         return (0.0, x, x);
     }
