@@ -701,18 +701,16 @@ impl ParticleSystem {
         };
         let reports: Vec<ChunkReport> = if self.px.len() <= CHUNK {
             // One chunk: on this thread (handing it to the pool costs more than it saves).
-            vec![kernel.run(
-                0,
-                Chunk {
-                    px: &mut self.px,
-                    py: &mut self.py,
-                    pz: &mut self.pz,
-                    vx: &mut self.vx,
-                    vy: &mut self.vy,
-                    vz: &mut self.vz,
-                    life: &mut self.life,
-                },
-            )]
+            let whole = (
+                &mut self.px[..],
+                &mut self.py[..],
+                &mut self.pz[..],
+                &mut self.vx[..],
+                &mut self.vy[..],
+                &mut self.vz[..],
+                &mut self.life[..],
+            );
+            vec![kernel.run(0, Chunk::of(whole))]
         } else {
             (
                 self.px.par_chunks_mut(CHUNK),
@@ -725,18 +723,7 @@ impl ParticleSystem {
             )
                 .into_par_iter()
                 .enumerate()
-                .map(|(chunk, (px, py, pz, vx, vy, vz, life))| {
-                    let chunk_arrays = Chunk {
-                        px,
-                        py,
-                        pz,
-                        vx,
-                        vy,
-                        vz,
-                        life,
-                    };
-                    kernel.run((chunk * CHUNK) as u32, chunk_arrays)
-                })
+                .map(|(chunk, slices)| kernel.run((chunk * CHUNK) as u32, Chunk::of(slices)))
                 .collect()
         };
         let mut bounds: Option<([f32; 3], [f32; 3])> = None;
@@ -822,6 +809,31 @@ struct Chunk<'s> {
     vy: &'s mut [f32],
     vz: &'s mut [f32],
     life: &'s mut [f32],
+}
+
+/// A chunk's arrays in [`Chunk`]'s field order.
+type ChunkSlices<'s> = (
+    &'s mut [f32],
+    &'s mut [f32],
+    &'s mut [f32],
+    &'s mut [f32],
+    &'s mut [f32],
+    &'s mut [f32],
+    &'s mut [f32],
+);
+
+impl<'s> Chunk<'s> {
+    fn of((px, py, pz, vx, vy, vz, life): ChunkSlices<'s>) -> Self {
+        Chunk {
+            px,
+            py,
+            pz,
+            vx,
+            vy,
+            vz,
+            life,
+        }
+    }
 }
 
 impl Kernel<'_> {
@@ -1886,15 +1898,7 @@ mod tests {
 
     fn chunk(a: &mut [Vec<f32>; 7]) -> Chunk<'_> {
         let [px, py, pz, vx, vy, vz, life] = a;
-        Chunk {
-            px,
-            py,
-            pz,
-            vx,
-            vy,
-            vz,
-            life,
-        }
+        Chunk::of((px, py, pz, vx, vy, vz, life))
     }
 
     #[cfg(target_arch = "x86_64")]
