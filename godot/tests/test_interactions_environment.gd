@@ -31,6 +31,7 @@ func after_each() -> void:
 func _world() -> PhysicsWorldServer:
 	root = Node3D.new()
 	var server := PhysicsWorldServer.new()
+	server.offline = true
 	server.name = "World"
 	var rules := GDScript.new()
 	rules.source_code = RULES

@@ -20,6 +20,9 @@ func after_each() -> void:
 func _world(dir: String) -> PhysicsWorldServer:
 	root = Node3D.new()
 	var server := PhysicsWorldServer.new()
+	server.offline = true
+	# One test gives an unusable folder on purpose: report it, do not end the test run.
+	server.quit_on_failure = false
 	server.campaign_id = "persisted"
 	server.data_dir = dir
 	server.allow_command_line = false

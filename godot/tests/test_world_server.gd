@@ -7,6 +7,7 @@ var root: Node3D
 func _make_world(extra: Callable = Callable()) -> PhysicsWorldServer:
 	root = Node3D.new()
 	var server := PhysicsWorldServer.new()
+	server.offline = true
 	server.name = "World"
 	root.add_child(server)
 	if extra.is_valid():
@@ -33,6 +34,8 @@ func _box(name: String, position: Vector3, body_type := 0) -> NetworkedBody:
 func test_properties_have_inspector_defaults() -> void:
 	var server := PhysicsWorldServer.new()
 	check_eq(server.campaign_id, "0", "campaign_id")
+	check_eq(server.offline, false, "a world serves clients unless told to run offline")
+	check_eq(server.quit_on_failure, true, "quit_on_failure")
 	check_eq(server.tick_rate, 60, "tick_rate")
 	check_eq(server.snapshot_rate, 20, "snapshot_rate")
 	check_eq(server.gravity, Vector3(0, -9.81, 0), "gravity")
@@ -40,7 +43,7 @@ func test_properties_have_inspector_defaults() -> void:
 	var names := []
 	for property in server.get_property_list():
 		names.append(property["name"])
-	for wanted in ["campaign_id", "tick_rate", "snapshot_rate", "gravity", "seed", "spawn_point", "gateway", "autostart"]:
+	for wanted in ["campaign_id", "tick_rate", "snapshot_rate", "gravity", "seed", "spawn_point", "gateway", "offline", "quit_on_failure", "autostart"]:
 		check(wanted in names, "exported property %s" % wanted)
 	server.free()
 

@@ -79,6 +79,11 @@ impl Server {
         Self::spawn(command, port)
     }
 
+    /// Starts `command` (a server serving `port`) and waits until its campaign is open.
+    pub fn start(command: Command, port: u16) -> Server {
+        Self::spawn(command, port)
+    }
+
     fn spawn(mut command: Command, port: u16) -> Server {
         command
             .stdout(Stdio::piped())
@@ -187,6 +192,37 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `command` until it exits (killed after `timeout`); its exit code (None when killed or
+/// ended by a signal) and everything it printed, stdout and stderr together.
+pub fn run_to_exit(mut command: Command, timeout: Duration) -> (Option<i32>, String) {
+    let out = std::env::temp_dir().join(format!(
+        "nexus-e2e-run-{}-{}.log",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    let file = std::fs::File::create(&out).expect("a log file");
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file);
+    let mut child = command.spawn().expect("the command starts");
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    (code, log)
 }
 
 /// A raw JSON WebSocket client.

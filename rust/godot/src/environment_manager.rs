@@ -5,7 +5,7 @@ use nexus_sim::state::{BodyKind, ObjectDesc, ObjectId, WeatherKind, identity_rot
 use nexus_sim::{EnvironmentCommand, World};
 
 use crate::convert::{from_dictionary, to_variant, vec3_to_array};
-use crate::physics_world_server::PhysicsWorldServer;
+use crate::world_access::{read_parent_world, with_parent_world};
 
 /// Weather kinds, as the inspector shows them.
 #[derive(GodotConvert, Var, Export, Default, Clone, Copy, PartialEq, Eq, Debug)]
@@ -180,40 +180,27 @@ impl EnvironmentManager {
     /// The environment: `weather`, `time_of_day`, `day_length`, `terrain_id`, `terrain_revision`.
     #[func]
     fn get_environment_state(&self) -> VarDictionary {
-        self.server()
-            .and_then(|server| {
-                server
-                    .bind()
-                    .world()
-                    .map(|w| to_variant(&w.environment_state()).to())
-            })
+        read_parent_world(&self.base(), |w| to_variant(&w.environment_state()).to())
             .unwrap_or_default()
     }
 
     /// The terrain height at (x, z), or NAN outside the terrain or without one.
     #[func]
     fn get_terrain_height(&self, x: f32, z: f32) -> f32 {
-        self.server()
-            .and_then(|server| server.bind().world().and_then(|w| w.terrain_height(x, z)))
+        read_parent_world(&self.base(), |w| w.terrain_height(x, z))
+            .flatten()
             .unwrap_or(f32::NAN)
     }
 }
 
 impl EnvironmentManager {
-    fn server(&self) -> Option<Gd<PhysicsWorldServer>> {
-        self.base()
-            .get_parent()
-            .and_then(|p| p.try_cast::<PhysicsWorldServer>().ok())
-    }
-
     fn with_world<R>(&mut self, f: impl FnOnce(&mut World) -> R) -> Option<R> {
-        match self.server() {
-            Some(mut server) => server.bind_mut().with_world(f),
-            None => {
-                godot_error!("EnvironmentManager must be a child of a PhysicsWorldServer");
-                None
-            }
+        let node = self.base().clone().upcast::<Node>();
+        if crate::world_access::parent_world(&node).is_none() {
+            godot_error!("EnvironmentManager must be a child of a PhysicsWorldServer");
+            return None;
         }
+        with_parent_world(&node, f)
     }
 
     fn apply(&mut self, command: EnvironmentCommand) -> bool {

@@ -6,7 +6,7 @@ use nexus_sim::state::ClientId;
 use nexus_sim::{InteractionKind, InteractionReply, InteractionRequest, World};
 
 use crate::convert::{dictionary_to_json, to_variant};
-use crate::physics_world_server::PhysicsWorldServer;
+use crate::world_access::{read_parent_world, with_parent_world};
 
 /// The interaction rules of its parent `PhysicsWorldServer`'s world, open to scripts.
 ///
@@ -53,20 +53,16 @@ impl InteractionSystem {
         }
         self.handlers.insert(name.clone(), handler);
         // Installs into a running world now; a world started later installs at start.
-        match self.server() {
-            Some(mut server) if server.bind().is_running() => {
-                let id = self.base().instance_id();
-                let result = server
-                    .bind_mut()
-                    .with_world(|world| install_handler(world, id, &name));
-                match result {
-                    Some(Err(message)) => {
-                        self.handlers.remove(&name);
-                        godot_error!("InteractionSystem.register_interaction({name}): {message}");
-                        false
-                    }
-                    _ => true,
-                }
+        let node = self.base().clone().upcast::<Node>();
+        if read_parent_world(&node, |_| ()).is_none() {
+            return true;
+        }
+        let id = node.instance_id();
+        match with_parent_world(&node, |world| install_handler(world, id, &name)) {
+            Some(Err(message)) => {
+                self.handlers.remove(&name);
+                godot_error!("InteractionSystem.register_interaction({name}): {message}");
+                false
             }
             _ => true,
         }
@@ -85,12 +81,6 @@ impl InteractionSystem {
 }
 
 impl InteractionSystem {
-    fn server(&self) -> Option<Gd<PhysicsWorldServer>> {
-        self.base()
-            .get_parent()
-            .and_then(|p| p.try_cast::<PhysicsWorldServer>().ok())
-    }
-
     /// Installs the script hooks into a freshly built world.
     pub fn install(&self, world: &mut World) {
         let id = self.base().instance_id();

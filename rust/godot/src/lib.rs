@@ -5,6 +5,7 @@ use godot::prelude::*;
 
 mod convert;
 mod environment_manager;
+mod failure;
 mod interaction_system;
 mod networked_body;
 mod nexus_client;
@@ -12,6 +13,7 @@ mod nexus_gateway;
 mod nexus_info;
 mod particle_field;
 mod physics_world_server;
+mod world_access;
 
 struct NexusPhysicsExtension;
 

@@ -9,6 +9,7 @@ use nexus_gateway::{CampaignLink, EventSender, Gateway, GatewayConfig, GatewayHa
 use nexus_protocol::Envelope;
 
 use crate::convert::{dictionary_to_json, to_variant};
+use crate::failure;
 
 /// Starts the background WebSocket gateway (a tokio thread) that clients connect to at
 /// `ws://bind_address:port/ws`, with `/metrics` and `/health` beside it. Several
@@ -22,7 +23,7 @@ use crate::convert::{dictionary_to_json, to_variant};
 /// `--io-niceness=N` override the properties when `allow_command_line` is on, as
 /// does a `NEXUS_SECRET` environment variable.
 #[derive(GodotClass)]
-#[class(init, base = Node)]
+#[class(init, tool, base = Node)]
 pub struct NexusGateway {
     /// TCP port to listen on; 0 picks a free port (see `get_port`).
     #[export(range = (0.0, 65535.0, 1.0))]
@@ -68,6 +69,11 @@ pub struct NexusGateway {
     #[export]
     #[init(val = true)]
     quit_on_termination_signal: bool,
+    /// In a headless server, quit with exit code 1 when the gateway cannot start at ready (no
+    /// secret and no development mode, a port in use), so a supervisor sees the failed start.
+    #[export]
+    #[init(val = true)]
+    quit_on_failure: bool,
     /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev`, `--max-connections=`,
     /// `--max-connections-per-address=`, `--io-niceness=` after `--` override the properties.
     #[export]
@@ -90,13 +96,22 @@ impl INode for NexusGateway {
                 Err(error) => godot_warn!("NexusGateway: cannot watch for SIGTERM: {error}"),
             }
         }
-        if self.autostart && self.handle.is_none() {
-            self.start();
+        if self.autostart && self.handle.is_none() && !self.start() {
+            let message = format!(
+                "NexusGateway {}: the gateway did not start (see the error above)",
+                self.base().get_path()
+            );
+            failure::cannot_serve(&self.base().clone(), &message, self.quit_on_failure);
         }
     }
 
     // Only watches the termination flag (set from the signal handler).
     fn process(&mut self, _delta: f64) {
+        // A tool class is processed in the editor too: the editor's signals are not ours to watch.
+        if Engine::singleton().is_editor_hint() {
+            self.base_mut().set_process(false);
+            return;
+        }
         if termination_flag().is_ok_and(|flag| flag.load(Ordering::Relaxed)) {
             godot_print!("NexusGateway: termination signal received, shutting down cleanly");
             self.base_mut().set_process(false);
@@ -336,8 +351,10 @@ impl NexusGateway {
             (_, true) => GatewayConfig::development(),
             (None, false) => {
                 return Err(
-                    "no token secret is set and development mode is off: set `secret`/`secret_file`, \
-                     or switch `development_mode` on (scripts/serve passes --dev)"
+                    "no token secret is set and development mode is off, so no client could join. \
+                     For signed tokens pass --secret-file=FILE or set NEXUS_SECRET in the environment; \
+                     for development (any token accepted) pass --dev. In the scene: `secret_file`, \
+                     `secret` or `development_mode`."
                         .into(),
                 );
             }

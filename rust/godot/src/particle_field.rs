@@ -4,7 +4,7 @@ use godot::prelude::*;
 use nexus_sim::{EmissionParams, EmitterDesc, World};
 
 use crate::convert::vec3_to_array;
-use crate::physics_world_server::PhysicsWorldServer;
+use crate::world_access::{parent_world, read_parent_world, with_parent_world};
 
 /// A particle emitter of its parent `PhysicsWorldServer`'s native particle system. Particles fly
 /// under gravity, drag and wind and collide with the terrain, static shapes and dynamic bodies;
@@ -66,9 +66,7 @@ impl ParticleField {
     /// Live particles in the whole world's particle system.
     #[func]
     fn get_live_particle_count(&self) -> i64 {
-        self.server()
-            .and_then(|s| s.bind().world().map(|w| w.particles().live_count() as i64))
-            .unwrap_or(0)
+        read_parent_world(&self.base(), |w| w.particles().live_count() as i64).unwrap_or(0)
     }
 
     /// Emits a burst of `count` particles now, from this node; false when not running.
@@ -76,10 +74,11 @@ impl ParticleField {
     fn emit_burst(&mut self, count: i64) -> bool {
         let origin = vec3_to_array(self.base().get_global_position());
         let params = self.params();
-        let Some(mut server) = self.server() else {
+        let node = self.base().clone().upcast::<Node>();
+        if parent_world(&node).is_none() {
             return false;
-        };
-        let result = server.bind_mut().with_world(|w| {
+        }
+        let result = with_parent_world(&node, |w| {
             w.emit_particles(origin, count.clamp(0, i64::from(u32::MAX)) as u32, params)
         });
         match result {
@@ -94,12 +93,6 @@ impl ParticleField {
 }
 
 impl ParticleField {
-    fn server(&self) -> Option<Gd<PhysicsWorldServer>> {
-        self.base()
-            .get_parent()
-            .and_then(|p| p.try_cast::<PhysicsWorldServer>().ok())
-    }
-
     fn params(&self) -> EmissionParams {
         EmissionParams {
             direction: vec3_to_array(self.direction),
@@ -124,10 +117,8 @@ impl ParticleField {
     }
 
     fn draw(&mut self) {
-        let Some(server) = self.server() else { return };
-        let positions = match server.bind().world() {
-            Some(world) => world.particles().positions(),
-            None => return,
+        let Some(positions) = read_parent_world(&self.base(), |w| w.particles().positions()) else {
+            return;
         };
         let drawing = match &self.drawing {
             Some(drawing) => drawing.clone(),

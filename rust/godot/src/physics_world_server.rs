@@ -11,10 +11,12 @@ use nexus_store::{CampaignRecord, Saver, SaverConfig, SaverEvent};
 
 use crate::convert::{array_to_quat, array_to_vec3, from_dictionary, to_variant, vec3_to_array};
 use crate::environment_manager::EnvironmentManager;
+use crate::failure;
 use crate::interaction_system::InteractionSystem;
 use crate::networked_body::NetworkedBody;
 use crate::nexus_gateway::NexusGateway;
 use crate::particle_field::ParticleField;
+use crate::world_access::WorldAccess;
 
 /// Where the world runs: served through a gateway, or on its own (tests, tools, single player).
 enum Runner {
@@ -46,7 +48,7 @@ impl Runner {
 /// events and state out. `NetworkedBody` nodes follow their objects. Signals are emitted after the
 /// tick (deferred), so handlers may call back into the world.
 #[derive(GodotClass)]
-#[class(init, base = Node3D)]
+#[class(init, tool, base = Node3D)]
 pub struct PhysicsWorldServer {
     /// The campaign (world) clients join with `metadata.campaign_id`.
     #[export]
@@ -72,9 +74,18 @@ pub struct PhysicsWorldServer {
     #[export]
     #[init(val = Vector3::new(0.0, 2.0, 0.0))]
     spawn_point: Vector3,
-    /// The gateway that serves this campaign's clients; without one the world runs offline.
+    /// The gateway that serves this campaign's clients. Without one the world refuses to start,
+    /// unless `offline` is on.
     #[export]
     gateway: Option<Gd<NexusGateway>>,
+    /// Run without a gateway (tools, tests, single player): no client can join.
+    #[export]
+    offline: bool,
+    /// In a headless server, quit with exit code 1 when the world cannot start (no gateway, a
+    /// store that cannot be opened), so the failed start is seen instead of a world nobody can join.
+    #[export]
+    #[init(val = true)]
+    quit_on_failure: bool,
     /// Start the world when the node is ready (outside the editor).
     #[export]
     #[init(val = true)]
@@ -95,6 +106,7 @@ pub struct PhysicsWorldServer {
     allow_command_line: bool,
     persistence: Option<Persistence>,
     runner: Option<Runner>,
+    start_error: String,
     accumulator: f64,
     bodies: HashMap<ObjectId, Gd<NetworkedBody>>,
     environment: Option<Gd<EnvironmentManager>>,
@@ -127,9 +139,21 @@ const MAX_TICKS_PER_FRAME: u32 = 8;
 #[godot_api]
 impl INode3D for PhysicsWorldServer {
     fn ready(&mut self) {
-        if self.autostart && !Engine::singleton().is_editor_hint() {
-            self.start();
+        if self.autostart && !Engine::singleton().is_editor_hint() && !self.start() {
+            let message = format!(
+                "PhysicsWorldServer {}: the world did not start (the reason is above)",
+                self.base().get_path()
+            );
+            failure::cannot_serve(
+                &self.base().clone().upcast(),
+                &message,
+                self.quit_on_failure,
+            );
         }
+    }
+
+    fn get_configuration_warnings(&self) -> PackedStringArray {
+        self.check_configuration()
     }
 
     fn physics_process(&mut self, delta: f64) {
@@ -195,6 +219,11 @@ impl PhysicsWorldServer {
         if self.runner.is_some() {
             return true;
         }
+        self.start_error.clear();
+        if self.gateway.is_none() && !self.offline {
+            let message = self.missing_gateway_message();
+            return self.refuse_start(message);
+        }
         let config = WorldConfig {
             tick_rate: self.tick_rate.clamp(1, 240) as u32,
             gravity: vec3_to_array(self.gravity),
@@ -214,10 +243,9 @@ impl PhysicsWorldServer {
             Ok(None) => (None, None),
             Err(error) => {
                 // Running without the campaign's saved state would overwrite it: refuse.
-                godot_error!(
+                return self.refuse_start(format!(
                     "PhysicsWorldServer {campaign}: cannot open the campaign store: {error}"
-                );
-                return false;
+                ));
             }
         };
         let mut returning = BTreeMap::new();
@@ -236,10 +264,9 @@ impl PhysicsWorldServer {
                     world
                 }
                 Err(error) => {
-                    godot_error!(
+                    return self.refuse_start(format!(
                         "PhysicsWorldServer {campaign}: the stored campaign cannot be restored: {error}"
-                    );
-                    return false;
+                    ));
                 }
             },
             None => {
@@ -291,10 +318,9 @@ impl PhysicsWorldServer {
                     Runner::Hosted(Box::new(host))
                 }
                 Err(error) => {
-                    godot_error!(
+                    return self.refuse_start(format!(
                         "PhysicsWorldServer {campaign}: cannot open the campaign on the gateway: {error}"
-                    );
-                    return false;
+                    ));
                 }
             },
             None => Runner::Offline(Box::new(world)),
@@ -330,6 +356,26 @@ impl PhysicsWorldServer {
                 body.bind_mut().bind_object(None);
             }
         }
+    }
+
+    /// What would keep this world from serving clients, as the editor shows it beside the node
+    /// (empty when nothing does).
+    #[func]
+    pub fn check_configuration(&self) -> PackedStringArray {
+        let mut problems = PackedStringArray::new();
+        if self.gateway.is_none() && !self.offline {
+            problems.push(
+                "No gateway: set `gateway` to a NexusGateway node, or turn `offline` on to run \
+                 without clients. As it is, the world refuses to start.",
+            );
+        }
+        problems
+    }
+
+    /// Why the last `start()` failed ("" when it did not).
+    #[func]
+    pub fn get_start_error(&self) -> GString {
+        self.start_error.as_str().into()
     }
 
     /// Whether the world is running.
@@ -575,7 +621,75 @@ impl PhysicsWorldServer {
     }
 }
 
+#[godot_dyn]
+impl WorldAccess for PhysicsWorldServer {
+    fn running_world(&self) -> Option<&World> {
+        self.world()
+    }
+
+    fn running_world_mut(&mut self) -> Option<&mut World> {
+        if self.runner.is_none() {
+            godot_error!(
+                "PhysicsWorldServer {}: the world is not running (call start())",
+                self.campaign_id
+            );
+        }
+        self.runner.as_mut().map(Runner::world_mut)
+    }
+}
+
 impl PhysicsWorldServer {
+    /// Reports why the world does not start; `start()` returns the false this gives.
+    fn refuse_start(&mut self, message: String) -> bool {
+        godot_error!("{message}");
+        self.start_error = message;
+        false
+    }
+
+    /// Why a world without a gateway cannot serve, naming the scene's gateway path when the scene
+    /// set one that does not resolve to a `NexusGateway`.
+    fn missing_gateway_message(&self) -> String {
+        let path = self.base().get_path();
+        match self.gateway_path_in_scene() {
+            Some(gateway) => format!(
+                "PhysicsWorldServer {path}: its gateway path {gateway} does not lead to a NexusGateway \
+                 node (nothing there, or a node of another class): fix `gateway` in the scene"
+            ),
+            None => format!(
+                "PhysicsWorldServer {path}: no gateway is set, so no client could join: set `gateway` \
+                 to a NexusGateway node, or turn `offline` on to run the world without clients"
+            ),
+        }
+    }
+
+    /// The `gateway` NodePath the scene file gives this node, if it gives one. A path that does not
+    /// resolve leaves the property empty at load; the scene's own state still has it.
+    fn gateway_path_in_scene(&self) -> Option<String> {
+        let base = self.base();
+        let owner = base.get_owner()?;
+        let file = owner.get_scene_file_path();
+        if file.is_empty() {
+            return None;
+        }
+        let scene = godot::tools::try_load::<PackedScene>(&file).ok()?;
+        let state = scene.get_state()?;
+        // The scene state writes child paths as "./World", the tree as "World".
+        let relative = |path: NodePath| path.to_string().trim_start_matches("./").to_string();
+        let own_path = relative(owner.get_path_to(&*base));
+        for node in 0..state.get_node_count() {
+            if relative(state.get_node_path(node)) != own_path {
+                continue;
+            }
+            for property in 0..state.get_node_property_count(node) {
+                if state.get_node_property_name(node, property) == StringName::from("gateway") {
+                    let value = state.get_node_property_value(node, property);
+                    return Some(value.to_string());
+                }
+            }
+        }
+        None
+    }
+
     /// Runs `f` on the world, or reports that the world is not running.
     pub fn with_world<R>(&mut self, f: impl FnOnce(&mut World) -> R) -> Option<R> {
         match self.runner.as_mut() {
