@@ -2,12 +2,14 @@
 //!
 //! Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nexus_store::backup::{export_campaign, import_campaign, read_backup_file, write_backup_file};
 use nexus_store::{CampaignStore, SqliteStore, StoreError};
+use tracing_subscriber::EnvFilter;
 
 /// List, export and import campaigns of a Nexus Physics data directory.
 ///
@@ -63,6 +65,7 @@ enum Command {
 fn main() -> ExitCode {
     // Bad command lines end here: clap's message, exit code 2.
     let cli = Cli::parse();
+    init_tracing();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -71,6 +74,17 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The store's log lines (e.g. a schema upgrade) to standard error, filtered by RUST_LOG (default
+/// `info`); standard output stays the command's.
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 fn run(command: Command) -> Result<(), StoreError> {
