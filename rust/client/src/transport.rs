@@ -137,6 +137,7 @@ pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Client, 
         .and_then(|v| v.to_str().ok())
         .and_then(Encoding::from_subprotocol);
     session_config.encoding = accepted.unwrap_or(Encoding::Json);
+    tracing::debug!(url, encoding = session_config.encoding.name(), "connected");
     let mut client = Client {
         socket,
         session: ClientSession::new(session_config),
@@ -164,6 +165,7 @@ pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Client, 
                 _ => None,
             });
         if let Some(reason) = refusal {
+            tracing::debug!(url, "join refused: {reason}");
             return Err(ClientError::new("join_refused", reason));
         }
         if Instant::now() >= deadline {
@@ -299,6 +301,7 @@ impl Client {
     }
 
     fn close_with(&mut self, reason: &str) {
+        tracing::debug!("connection closed: {reason}");
         self.closed = true;
         self.session.on_closed(reason);
     }

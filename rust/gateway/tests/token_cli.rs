@@ -53,14 +53,14 @@ fn refuses_missing_or_bad_arguments_with_a_message() {
     for (args, secret, expected) in [
         (&["--name", "Ada"][..], None, "no secret"),
         (&["--name", "Ada"][..], Some("short"), "at least 16"),
-        (&[][..], Some(SECRET), "--name is required"),
+        (&[][..], Some(SECRET), "--name <NAME>"),
         (
             &["--name", "Ada", "--role", "god"][..],
             Some(SECRET),
             "player or admin",
         ),
         (&["--name", "Ada", "--ttl", "-5"][..], Some(SECRET), "--ttl"),
-        (&["--frobnicate"][..], Some(SECRET), "unknown argument"),
+        (&["--frobnicate"][..], Some(SECRET), "unexpected argument"),
     ] {
         let output = nexus_token(args, secret);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -73,6 +73,6 @@ fn refuses_missing_or_bad_arguments_with_a_message() {
     assert!(
         String::from_utf8(help.stdout)
             .unwrap()
-            .contains("usage: nexus-token")
+            .contains("Usage: nexus-token")
     );
 }

@@ -2,7 +2,10 @@
 //! exactly the same predictions and codes.
 
 use crate::bits::{BitReader, BitWriter, ReadError, zigzag};
-use crate::quant::{POSITION_STEPS_PER_METRE, ROTATION_COMPONENT_BITS, VELOCITY_STEPS_PER_UNIT};
+use crate::quant::{
+    GRAVITY_STEPS_PER_UNIT, POSITION_STEPS_PER_METRE, ROTATION_COMPONENT_BITS,
+    VELOCITY_STEPS_PER_UNIT,
+};
 
 /// Positions are predicted over at most this many ticks of the baseline's velocity.
 pub const PREDICTION_MAX_TICKS: u64 = 64;
@@ -28,9 +31,6 @@ pub const GROUPS: usize = 10;
 pub fn axis_orders(orders: &[u32; GROUPS], first: usize) -> [u32; 3] {
     [orders[first], orders[first + 1], orders[first + 2]]
 }
-
-/// Gravity steps per m/s² in the message header.
-pub const GRAVITY_STEPS_PER_UNIT: f32 = 512.0;
 
 /// What both ends know when predicting a record's fields: the tick distance to the baseline, the
 /// tick rate and the quantised gravity of the message header.

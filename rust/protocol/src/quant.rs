@@ -17,6 +17,8 @@ pub const POSITION_STEPS_PER_METRE: f32 = 512.0;
 /// Velocity steps per m/s (coarse: positions are the authority; velocities serve interpolation
 /// and prediction, and they make the position predictor work).
 pub const VELOCITY_STEPS_PER_UNIT: f32 = 16.0;
+/// Gravity steps per m/s² (binary state headers carry gravity for the prediction).
+pub const GRAVITY_STEPS_PER_UNIT: f32 = 512.0;
 /// Angular velocity steps per rad/s.
 pub const ANGULAR_STEPS_PER_UNIT: f32 = 16.0;
 /// Bits of a packed smallest-three rotation: 2 (index) + 3 × 9.
@@ -170,7 +172,7 @@ pub fn dequantize_rotation(packed: u32) -> [f32; 4] {
 
 /// Quantises gravity (1/512 m/s² steps), as carried in binary state headers for prediction.
 pub fn quantize_gravity(g: [f32; 3]) -> [i32; 3] {
-    steps3(g, crate::codec::GRAVITY_STEPS_PER_UNIT)
+    steps3(g, GRAVITY_STEPS_PER_UNIT)
 }
 
 /// Quantises the streamed part of an object's state.

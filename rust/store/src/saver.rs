@@ -611,6 +611,9 @@ impl Worker {
             result = self.save();
         }
         let error = result.err();
+        if let Some(error) = &error {
+            tracing::error!(campaign = %self.campaign_id, "final save failed: {error}");
+        }
         self.shared.lock().final_error = error.clone();
         error
     }
@@ -629,6 +632,11 @@ impl Worker {
         };
         let rejected = change.take_invalid();
         if !rejected.is_empty() {
+            tracing::warn!(
+                campaign = %self.campaign_id,
+                "rows left out of a save: {}",
+                rejected.join("; ")
+            );
             self.emit(SaverEvent::Rejected { problems: rejected });
         }
         let unchanged = self.saved.as_ref().is_some_and(|saved| {
@@ -654,6 +662,15 @@ impl Worker {
                 state.status.last_save = Some(stats.clone());
                 state.status.last_error = None;
                 drop(state);
+                tracing::debug!(
+                    campaign = %self.campaign_id,
+                    tick = stats.tick,
+                    objects_written = stats.objects_written,
+                    objects_removed = stats.objects_removed,
+                    players_written = stats.players_written,
+                    players_removed = stats.players_removed,
+                    "saved"
+                );
                 self.emit(SaverEvent::Saved(stats));
                 Ok(())
             }
@@ -668,6 +685,12 @@ impl Worker {
                 state.status.failures += 1;
                 state.status.last_error = Some(message.clone());
                 drop(state);
+                // The data stays pending and the next save retries it: a warning, not an error.
+                tracing::warn!(
+                    campaign = %self.campaign_id,
+                    code = error.code(),
+                    "save failed: {message}"
+                );
                 self.emit(SaverEvent::Failed {
                     code: error.code(),
                     message: message.clone(),

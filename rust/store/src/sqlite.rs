@@ -438,6 +438,16 @@ pub(crate) fn run_migrations(
             .and_then(|()| tx.pragma_update(None, "application_id", APPLICATION_ID))
             .and_then(|()| tx.commit())
             .map_err(|e| database_error(path, "record the schema version", e))?;
+        // Version 0 is a new file: only upgrades of existing data are worth an info line.
+        if version == 0 {
+            tracing::debug!(path = %path.display(), "campaign schema created");
+        } else {
+            tracing::info!(
+                path = %path.display(),
+                "campaign schema migrated from version {version} to {}",
+                version + 1
+            );
+        }
     }
 }
 

@@ -12,11 +12,13 @@
 //!            --encoding binary --rtt-ms 150 --jitter-ms 20 --loss 0.05
 //! ```
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use clap::{Parser, ValueEnum};
 use nexus_client::netem::{LinkConditions, Rng};
 use nexus_client::session::SessionConfig;
 use nexus_client::transport::{self, ConnectOptions};
@@ -25,39 +27,131 @@ use nexus_sim::{InteractionKind, InteractionRequest};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tracing_subscriber::EnvFilter;
 
 const MAX_COUNT: usize = 5000;
 const MAX_DURATION: f64 = 3600.0;
 
-const USAGE: &str = "\
-nexus-bots: open N WebSocket clients that move, jump and interact (loopback servers only)
+/// Open N WebSocket clients that move, jump and interact, against a server on this machine.
+///
+/// Each client runs the real session (prediction, reconciliation, interpolation) behind emulated
+/// latency, jitter and loss. Prints a per-client table, then one line `NEXUS_BOTS_SUMMARY {json}`.
+/// Logs go to standard error (filter with RUST_LOG, default info).
+#[derive(Parser, Debug)]
+#[command(
+    name = "nexus-bots",
+    version,
+    after_help = "SIGINT or SIGTERM ends every session early (no new connections), then reports as usual."
+)]
+struct Cli {
+    /// Server to load; the host must be loopback (bots only load this machine).
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:9090/ws", value_parser = loopback_url)]
+    url: String,
+    /// Campaign to join.
+    #[arg(long, value_name = "ID", default_value = "0")]
+    campaign: String,
+    /// Tokens are P-0, P-1, ...
+    #[arg(long, value_name = "P", default_value = "bot")]
+    token_prefix: String,
+    /// Clients, 1..=5000.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = ranged::<usize>(1.0, MAX_COUNT as f64))]
+    count: usize,
+    /// Seconds each client plays after joining, 1..=3600.
+    #[arg(long, value_name = "S", default_value_t = 20.0, value_parser = ranged::<f64>(1.0, MAX_DURATION))]
+    duration: f64,
+    /// State encoding.
+    #[arg(long, value_name = "E", value_enum, default_value_t = EncodingArg::Binary)]
+    encoding: EncodingArg,
+    /// Emulated round trip, split evenly both ways, 0..=20000 ms.
+    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = ranged::<f64>(0.0, 20_000.0))]
+    rtt_ms: f64,
+    /// Emulated jitter per direction, 0..=10000 ms.
+    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = ranged::<f64>(0.0, 10_000.0))]
+    jitter_ms: f64,
+    /// Emulated loss of received state messages, 0..=1.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = ranged::<f64>(0.0, 1.0))]
+    loss: f64,
+    /// Emulated loss of sent input messages, 0..=1; then inputs are repeated in the next 4
+    /// messages.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = ranged::<f64>(0.0, 1.0))]
+    send_loss: f64,
+    /// Delay between two connection starts, 0..=10000 ms.
+    #[arg(long, value_name = "MS", default_value_t = 10.0, value_parser = ranged::<f64>(0.0, 10_000.0))]
+    ramp_ms: f64,
+    /// Session updates per second per client, 1..=240.
+    #[arg(long, value_name = "HZ", default_value_t = 30.0, value_parser = ranged::<f64>(1.0, 240.0))]
+    frame_rate: f64,
+    /// Ticks per input message, 1..=64.
+    #[arg(long, value_name = "T", default_value_t = 2, value_parser = ranged::<u32>(1.0, 64.0))]
+    send_interval: u32,
+    /// Skip prediction (cheaper clients; no correction figures).
+    #[arg(long)]
+    no_predict: bool,
+    /// Decode, apply and acknowledge states but buffer nothing for display (the cheapest client
+    /// that still loads the server like a real one).
+    #[arg(long)]
+    light: bool,
+    /// Only every N-th bot decodes binary states fully (1: all); the others read each state's
+    /// head (tick, timestamp, input ack), measure its age and acknowledge it: the server's work
+    /// is the same, the bots' far less.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = ranged::<usize>(1.0, 1_000_000.0))]
+    decode_every: usize,
+    /// Tokio worker threads, 1..=64.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = ranged::<usize>(1.0, 64.0))]
+    threads: usize,
+    /// Randomness of moves and network.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// No per-client table.
+    #[arg(long)]
+    quiet: bool,
+}
 
-  --url URL            ws://127.0.0.1:9090/ws (host must be loopback)
-  --campaign ID        campaign to join (default 0)
-  --token-prefix P     tokens are P-0, P-1, ... (default bot)
-  --count N            clients, 1..=5000 (default 10)
-  --duration S         seconds each client plays after joining, 1..=3600 (default 20)
-  --encoding E         json | binary (default binary)
-  --rtt-ms MS          emulated round trip, split evenly both ways (default 0)
-  --jitter-ms MS       emulated jitter per direction (default 0)
-  --loss F             emulated loss of received state messages, 0..1 (default 0)
-  --send-loss F        emulated loss of sent input messages, 0..1 (default 0; then inputs are
-                       repeated in the next 4 messages)
-  --ramp-ms MS         delay between two connection starts (default 10)
-  --frame-rate HZ      session updates per second per client (default 30)
-  --send-interval T    ticks per input message (default 2)
-  --no-predict         skip prediction (cheaper clients; no correction figures)
-  --light              decode, apply and acknowledge states but buffer nothing for display
-                       (the cheapest client that still loads the server like a real one)
-  --decode-every N     only every N-th bot decodes binary states fully (default 1: all); the
-                       others read each state's head (tick, timestamp, input ack), measure its
-                       age and acknowledge it: the server's work is the same, the bots' far less
-  --threads N          tokio worker threads (default 2)
-  --seed N             randomness of moves and network (default 1)
-  --quiet              no per-client table
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum EncodingArg {
+    Json,
+    Binary,
+}
 
-SIGINT or SIGTERM ends every session early (no new connections), then reports as usual.
-";
+/// A value parser for a number within `lo..=hi`. Integers also accept a whole number written as
+/// a float (`10.0`), as the hand-written parser did (scripts pass Python floats).
+fn ranged<T: FromF64>(lo: f64, hi: f64) -> impl Fn(&str) -> Result<T, String> + Clone {
+    move |text: &str| {
+        let value: f64 = text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| "not a number".to_owned())?;
+        if !(lo..=hi).contains(&value) {
+            return Err(format!("must be within {lo}..={hi}"));
+        }
+        T::from_f64(value).ok_or_else(|| "must be a whole number".to_owned())
+    }
+}
+
+trait FromF64: Sized + Clone + Send + Sync + 'static {
+    fn from_f64(value: f64) -> Option<Self>;
+}
+
+impl FromF64 for f64 {
+    fn from_f64(value: f64) -> Option<Self> {
+        Some(value)
+    }
+}
+
+// Whole numbers only: a fractional count was silently truncated before clap; now it is refused.
+impl FromF64 for usize {
+    fn from_f64(value: f64) -> Option<Self> {
+        (value.fract() == 0.0).then_some(value as usize)
+    }
+}
+
+impl FromF64 for u32 {
+    fn from_f64(value: f64) -> Option<Self> {
+        (value.fract() == 0.0).then_some(value as u32)
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Args {
@@ -82,107 +176,33 @@ struct Args {
     quiet: bool,
 }
 
-fn parse_args(argv: &[String]) -> Result<Args, String> {
-    let mut args = Args {
-        url: "ws://127.0.0.1:9090/ws".into(),
-        campaign: "0".into(),
-        token_prefix: "bot".into(),
-        count: 10,
-        duration: 20.0,
-        encoding: Encoding::Binary,
-        rtt: 0.0,
-        jitter: 0.0,
-        loss: 0.0,
-        send_loss: 0.0,
-        ramp: Duration::from_millis(10),
-        frame_rate: 30.0,
-        send_interval: 2,
-        predict: true,
-        interpolate: true,
-        decode_every: 1,
-        threads: 2,
-        seed: 1,
-        quiet: false,
-    };
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        let number = |name: &str, text: String| {
-            text.parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| format!("{name}: {text:?} is not a number"))
-        };
-        match flag.as_str() {
-            "--url" => args.url = value("--url")?,
-            "--campaign" => args.campaign = value("--campaign")?,
-            "--token-prefix" => args.token_prefix = value("--token-prefix")?,
-            "--count" => args.count = number("--count", value("--count")?)? as usize,
-            "--duration" => args.duration = number("--duration", value("--duration")?)?,
-            "--encoding" => {
-                args.encoding = match value("--encoding")?.as_str() {
-                    "json" => Encoding::Json,
-                    "binary" => Encoding::Binary,
-                    other => return Err(format!("--encoding: {other:?} is not json or binary")),
-                }
-            }
-            "--rtt-ms" => args.rtt = number("--rtt-ms", value("--rtt-ms")?)? / 1000.0,
-            "--jitter-ms" => args.jitter = number("--jitter-ms", value("--jitter-ms")?)? / 1000.0,
-            "--loss" => args.loss = number("--loss", value("--loss")?)?,
-            "--send-loss" => args.send_loss = number("--send-loss", value("--send-loss")?)?,
-            "--ramp-ms" => {
-                let ms = number("--ramp-ms", value("--ramp-ms")?)?;
-                if !(0.0..=10_000.0).contains(&ms) {
-                    return Err(format!("--ramp-ms must be within 0..=10000, got {ms}"));
-                }
-                args.ramp = Duration::from_secs_f64(ms / 1000.0);
-            }
-            "--frame-rate" => args.frame_rate = number("--frame-rate", value("--frame-rate")?)?,
-            "--send-interval" => {
-                args.send_interval = number("--send-interval", value("--send-interval")?)? as u32
-            }
-            "--threads" => args.threads = number("--threads", value("--threads")?)? as usize,
-            "--seed" => args.seed = number("--seed", value("--seed")?)? as u64,
-            "--no-predict" => args.predict = false,
-            "--light" => args.interpolate = false,
-            "--decode-every" => {
-                let n = number("--decode-every", value("--decode-every")?)?;
-                if !(1.0..=1_000_000.0).contains(&n) {
-                    return Err(format!("--decode-every must be at least 1, got {n}"));
-                }
-                args.decode_every = n as usize;
-            }
-            "--quiet" => args.quiet = true,
-            "--help" | "-h" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
+impl From<Cli> for Args {
+    fn from(cli: Cli) -> Self {
+        Args {
+            url: cli.url,
+            campaign: cli.campaign,
+            token_prefix: cli.token_prefix,
+            count: cli.count,
+            duration: cli.duration,
+            encoding: match cli.encoding {
+                EncodingArg::Json => Encoding::Json,
+                EncodingArg::Binary => Encoding::Binary,
+            },
+            rtt: cli.rtt_ms / 1000.0,
+            jitter: cli.jitter_ms / 1000.0,
+            loss: cli.loss,
+            send_loss: cli.send_loss,
+            ramp: Duration::from_secs_f64(cli.ramp_ms / 1000.0),
+            frame_rate: cli.frame_rate,
+            send_interval: cli.send_interval,
+            predict: !cli.no_predict,
+            interpolate: !cli.light,
+            decode_every: cli.decode_every,
+            threads: cli.threads,
+            seed: cli.seed,
+            quiet: cli.quiet,
         }
     }
-    if !(1..=MAX_COUNT).contains(&args.count) {
-        return Err(format!("--count must be within 1..={MAX_COUNT}"));
-    }
-    if !(1.0..=MAX_DURATION).contains(&args.duration) {
-        return Err(format!(
-            "--duration must be within 1..={MAX_DURATION} seconds"
-        ));
-    }
-    if !(1.0..=240.0).contains(&args.frame_rate) {
-        return Err("--frame-rate must be within 1..=240".into());
-    }
-    if !(1..=64).contains(&args.send_interval) {
-        return Err("--send-interval must be within 1..=64".into());
-    }
-    if !(1..=64).contains(&args.threads) {
-        return Err("--threads must be within 1..=64".into());
-    }
-    for link in [args.down_link(), args.up_link()] {
-        link.validate()?;
-    }
-    check_loopback(&args.url)?;
-    Ok(args)
 }
 
 impl Args {
@@ -203,11 +223,11 @@ impl Args {
     }
 }
 
-/// Load goes to this machine only.
-fn check_loopback(url: &str) -> Result<(), String> {
+/// Load goes to this machine only: the URL's host must be loopback.
+fn loopback_url(url: &str) -> Result<String, String> {
     let rest = url
         .strip_prefix("ws://")
-        .ok_or_else(|| format!("--url {url:?} must start with ws://"))?;
+        .ok_or_else(|| "must start with ws://".to_owned())?;
     let authority = rest.split('/').next().unwrap_or_default();
     let host = if let Some(bracketed) = authority.strip_prefix('[') {
         bracketed.split(']').next().unwrap_or_default()
@@ -220,10 +240,10 @@ fn check_loopback(url: &str) -> Result<(), String> {
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback());
     if loopback {
-        Ok(())
+        Ok(url.to_owned())
     } else {
         Err(format!(
-            "--url host {host:?} is not a loopback address: bots only load this machine"
+            "host {host:?} is not a loopback address: bots only load this machine"
         ))
     }
 }
@@ -355,6 +375,8 @@ async fn run_bot(
     let mut client = match connected {
         Ok(client) => client,
         Err(err) => {
+            // Per bot, so debug: the report counts failures and shows the first error.
+            tracing::debug!(bot = index, "cannot join: {err}");
             return BotReport {
                 index,
                 stats: None,
@@ -431,21 +453,10 @@ struct Summary {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&argv) {
-        Ok(args) => Arc::new(args),
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("error: {message}\n");
-            }
-            eprint!("{USAGE}");
-            return if message.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
-        }
-    };
+    // Bad options end here: clap's message, exit code 2.
+    let cli = Cli::parse();
+    init_tracing();
+    let args = Arc::new(Args::from(cli));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
         .enable_all()
@@ -453,7 +464,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
+            tracing::error!("cannot start the runtime: {err}");
             return ExitCode::from(1);
         }
     };
@@ -465,6 +476,17 @@ fn main() -> ExitCode {
     report(&args, &reports, stop.load(Ordering::Relaxed))
 }
 
+/// Log lines to standard error, filtered by RUST_LOG (default `info`); standard output stays the
+/// report's.
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 /// Sets `stop` on the first SIGINT or SIGTERM. Without signal support the bots simply run their
 /// full duration.
 fn watch_stop_signals(stop: Arc<AtomicBool>) {
@@ -473,7 +495,7 @@ fn watch_stop_signals(stop: Arc<AtomicBool>) {
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
-        eprintln!("warning: cannot watch SIGINT/SIGTERM; bots will run their full duration");
+        tracing::warn!("cannot watch SIGINT/SIGTERM; bots will run their full duration");
         return;
     };
     tokio::spawn(async move {
@@ -481,6 +503,7 @@ fn watch_stop_signals(stop: Arc<AtomicBool>) {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
+        tracing::info!("signal received: ending every session");
         stop.store(true, Ordering::Relaxed);
     });
 }
@@ -489,6 +512,13 @@ async fn run_all(args: Arc<Args>, stop: Arc<AtomicBool>) -> Vec<BotReport> {
     // Connection attempts in flight at once (the rest wait): a burst of thousands of handshakes
     // would only measure the accept queue.
     let handshakes = Arc::new(Semaphore::new(64));
+    tracing::info!(
+        url = %args.url,
+        count = args.count,
+        duration_s = args.duration,
+        encoding = args.encoding.name(),
+        "starting the bots"
+    );
     let mut tasks = Vec::with_capacity(args.count);
     for index in 0..args.count {
         // Held until the bot is welcomed (or failed).
@@ -613,7 +643,7 @@ fn report(args: &Args, reports: &[BotReport], stopped_by_signal: bool) -> ExitCo
     };
     match serde_json::to_string(&summary) {
         Ok(json) => println!("NEXUS_BOTS_SUMMARY {json}"),
-        Err(err) => eprintln!("error: summary: {err}"),
+        Err(err) => tracing::error!("cannot encode the summary: {err}"),
     }
     if connected.is_empty() {
         ExitCode::from(1)
@@ -624,10 +654,18 @@ fn report(args: &Args, reports: &[BotReport], stopped_by_signal: bool) -> ExitCo
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Args, String> {
-        parse_args(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Cli::try_parse_from(std::iter::once("nexus-bots").chain(args.iter().copied()))
+            .map(Args::from)
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -642,14 +680,39 @@ mod tests {
 
     #[test]
     fn counts_and_durations_are_bounded() {
-        assert!(parse(&["--count", "0"]).is_err());
-        assert!(parse(&["--count", "5001"]).is_err());
-        assert!(parse(&["--duration", "4000"]).is_err());
-        assert!(parse(&["--loss", "2"]).is_err());
-        assert!(parse(&["--encoding", "xml"]).is_err());
-        let args = parse(&["--count", "3", "--rtt-ms", "150", "--encoding", "json"]).unwrap();
+        for bad in [
+            &["--count", "0"][..],
+            &["--count", "5001"],
+            &["--count", "2.5"],
+            &["--duration", "4000"],
+            &["--loss", "2"],
+            &["--rtt-ms", "nan"],
+            &["--encoding", "xml"],
+            &["--threads", "65"],
+            &["--frobnicate"],
+        ] {
+            let error = parse(bad).expect_err(&format!("{bad:?}"));
+            // Usage errors exit 2, as before clap.
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
+        }
+        let args = parse(&[
+            "--count",
+            "3",
+            "--rtt-ms",
+            "150",
+            "--encoding",
+            "json",
+            "--frame-rate",
+            "10.0",
+        ])
+        .unwrap();
         assert_eq!(args.count, 3);
         assert!((args.up_link().latency - 0.075).abs() < 1e-12);
         assert_eq!(args.encoding, Encoding::Json);
+        assert_eq!(args.frame_rate, 10.0);
+        let defaults = parse(&[]).unwrap();
+        assert_eq!((defaults.count, defaults.threads), (10, 2));
+        assert!(defaults.predict && defaults.interpolate);
+        assert_eq!(defaults.ramp, Duration::from_millis(10));
     }
 }

@@ -13,9 +13,12 @@
 //!    the unacknowledged inputs;
 //! 3. the visible jump of a correction goes into a [`CorrectionSmoother`] that decays it.
 
+// `bootstrap` and `reconcile` are parts of `impl Predictor`: they reach up to it, nothing reaches
+// down into them.
 mod bootstrap;
 mod correction;
 mod history;
+mod reconcile;
 pub mod rollback;
 
 pub use correction::{CorrectionConfig, CorrectionSmoother};
@@ -68,7 +71,7 @@ pub struct Predictor {
     /// Movement of the prediction found before a comparison (see [`bootstrap`]).
     pending_shift: [f32; 3],
     /// Possible starts while the server's idle steps before the first input are unknown.
-    bootstrap: Option<bootstrap::Candidates>,
+    bootstrap: Option<Candidates>,
     bootstrap_done: bool,
     /// Most idle steps the server can have applied: the ticks from the spawn to the state being
     /// compared (see [`Predictor::set_ticks_since_spawn`]).
@@ -169,15 +172,14 @@ impl Predictor {
         );
         true
     }
+}
 
-    /// Compares the server's avatar after input `ack_seq` with the prediction and corrects it if
-    /// they disagree (see [`rollback`]).
-    pub fn reconcile(
-        &mut self,
-        ack_seq: u32,
-        server: &ServerAvatar,
-        world: &CollisionWorld,
-    ) -> Reconciliation {
-        rollback::reconcile(self, ack_seq, server, world)
-    }
+/// The bootstrap's starts still possible (see `bootstrap`), each advanced to the last compared
+/// input, with the sum of its squared errors so far (the server's own start only ever shows
+/// quantisation noise). Defined here because the predictor holds it.
+#[derive(Clone, Debug)]
+struct Candidates {
+    states: Vec<(CharacterState, f32)>,
+    at: u32,
+    acks: u32,
 }

@@ -4,76 +4,64 @@
 //! default `NEXUS_GATEWAY_SECRET`), never from the command line, where other users could read it
 //! in the process list. The token is printed on standard output, alone, so scripts can capture it.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use nexus_gateway::auth::{Claims, MIN_SECRET_LEN, Role, mint_token, unix_now};
 
-const USAGE: &str = "\
-nexus-token: mint a signed session token for the Nexus Physics gateway
-
-usage: nexus-token --name NAME [--id ID] [--role player|admin] [--ttl SECONDS]
-                   [--secret-file PATH | --secret-env VAR]
-
-  --name NAME         display name carried by the token (required)
-  --id ID             stable account id (default: the name)
-  --role ROLE         player (default) or admin (admins may edit the environment)
-  --ttl SECONDS       lifetime (default 86400, one day)
-  --secret-file PATH  read the server secret from PATH (trailing newline ignored)
-  --secret-env VAR    read the server secret from environment variable VAR
-                      (default: NEXUS_GATEWAY_SECRET)
-  -h, --help          show this help
-
-The secret must be at least 16 bytes and match the gateway's.";
-
+/// Mint a signed session token for the Nexus Physics gateway.
+///
+/// The token is printed on standard output, alone. The secret must be at least 16 bytes and
+/// match the gateway's; it is read from a file or an environment variable, never from the command
+/// line (other users could read it in the process list).
+#[derive(Parser, Debug)]
+#[command(name = "nexus-token", version)]
 struct Options {
+    /// Display name carried by the token (at most 64 bytes, no control characters).
+    #[arg(long, value_name = "NAME")]
     name: String,
+    /// Stable account id (default: the name).
+    #[arg(long, value_name = "ID")]
     id: Option<String>,
+    /// `player` or `admin` (admins may edit the environment).
+    #[arg(long, value_name = "ROLE", default_value = "player", value_parser = parse_role)]
     role: Role,
+    /// Lifetime of the token in seconds (default one day).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 86_400,
+        allow_negative_numbers = true,
+        value_parser = parse_ttl
+    )]
     ttl: u64,
-    secret_file: Option<String>,
+    /// Read the server secret from PATH (a trailing newline is ignored); takes precedence over
+    /// --secret-env.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
+    /// Read the server secret from the environment variable VAR.
+    #[arg(long, value_name = "VAR", default_value = "NEXUS_GATEWAY_SECRET")]
     secret_env: String,
 }
 
-fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut name = None;
-    let mut options = Options {
-        name: String::new(),
-        id: None,
-        role: Role::Player,
-        ttl: 86_400,
-        secret_file: None,
-        secret_env: "NEXUS_GATEWAY_SECRET".into(),
-    };
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--name" => name = Some(value("--name")?),
-            "--id" => options.id = Some(value("--id")?),
-            "--role" => {
-                let role = value("--role")?;
-                options.role = Role::parse(&role)
-                    .ok_or_else(|| format!("--role must be player or admin, not {role:?}"))?;
-            }
-            "--ttl" => {
-                let ttl = value("--ttl")?;
-                options.ttl = ttl.parse().ok().filter(|t| *t > 0).ok_or_else(|| {
-                    format!("--ttl must be a positive number of seconds, not {ttl:?}")
-                })?;
-            }
-            "--secret-file" => options.secret_file = Some(value("--secret-file")?),
-            "--secret-env" => options.secret_env = value("--secret-env")?,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    options.name = name.ok_or("--name is required")?;
-    Ok(Some(options))
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| "must be player or admin".to_owned())
+}
+
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    text.parse()
+        .ok()
+        .filter(|t| *t > 0)
+        .ok_or_else(|| "must be a positive number of seconds".to_owned())
 }
 
 fn read_secret(options: &Options) -> Result<Vec<u8>, String> {
     let mut secret = match &options.secret_file {
-        Some(path) => std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?,
+        Some(path) => {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
         None => std::env::var_os(&options.secret_env)
             .ok_or_else(|| {
                 format!(
@@ -96,12 +84,8 @@ fn read_secret(options: &Options) -> Result<Vec<u8>, String> {
     Ok(secret)
 }
 
-fn run() -> Result<(), String> {
-    let Some(options) = parse(std::env::args().skip(1))? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
-    let secret = read_secret(&options)?;
+fn run(options: &Options) -> Result<(), String> {
+    let secret = read_secret(options)?;
     if !nexus_gateway::auth::is_acceptable_name(&options.name) {
         return Err(
             "--name must be non-empty, at most 64 bytes, without control characters".into(),
@@ -121,11 +105,13 @@ fn run() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    // Bad or missing options: clap's message and exit code 2.
+    let options = Options::parse();
+    match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("nexus-token: {message}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
+        // A missing or bad secret or name is a usage error too (exit 2, as before clap).
+        Err(message) => Options::command()
+            .error(ErrorKind::ValueValidation, message)
+            .exit(),
     }
 }

@@ -2,128 +2,89 @@
 //!
 //! Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
 use nexus_store::backup::{export_campaign, import_campaign, read_backup_file, write_backup_file};
 use nexus_store::{CampaignStore, SqliteStore, StoreError};
+use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "\
-usage:
-  nexus-campaign list   --data-dir DIR
-  nexus-campaign export --data-dir DIR --campaign ID --out FILE [--force]
-  nexus-campaign import --data-dir DIR --file FILE [--campaign ID] [--force]
+/// List, export and import campaigns of a Nexus Physics data directory.
+///
+/// Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad command line.
+#[derive(Parser, Debug)]
+#[command(name = "nexus-campaign", version, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-  list     show the campaigns of a data directory
-  export   write a campaign to a JSON backup file (--force replaces an existing file)
-  import   validate a JSON backup and write it into the data directory, as ID if given;
-           refuses to replace an existing campaign without --force, and always refuses a
-           campaign that a running server holds";
-
+#[derive(Subcommand, Debug)]
 enum Command {
+    /// Show the campaigns of a data directory.
     List {
+        /// The server's data directory (where the campaign files are).
+        #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
+    /// Write a campaign to a JSON backup file.
     Export {
+        /// The server's data directory (where the campaign files are).
+        #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        /// The campaign to export.
+        #[arg(long, value_name = "ID")]
         campaign: String,
+        /// The backup file to write.
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
         force: bool,
     },
+    /// Validate a JSON backup and write it into the data directory. Never replaces a campaign
+    /// that a running server holds.
     Import {
+        /// The server's data directory (created if missing).
+        #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        /// The backup file to read.
+        #[arg(long, value_name = "FILE")]
         file: PathBuf,
+        /// Import under this id instead of the backup's.
+        #[arg(long, value_name = "ID")]
         campaign: Option<String>,
+        /// Replace an existing campaign of that id.
+        #[arg(long)]
         force: bool,
     },
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") || args.is_empty() {
-        println!("{USAGE}");
-        return if args.is_empty() {
-            ExitCode::from(2)
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    let command = match parse(&args) {
-        Ok(command) => command,
-        Err(message) => {
-            eprintln!("nexus-campaign: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(command) {
+    // Bad command lines end here: clap's message, exit code 2.
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // The command's own report of its failure (not a log line).
             eprintln!("nexus-campaign: error [{}]: {error}", error.code());
             ExitCode::from(1)
         }
     }
 }
 
-fn parse(args: &[String]) -> Result<Command, String> {
-    let (verb, rest) = args.split_first().ok_or("missing command")?;
-    let mut data_dir = None;
-    let mut campaign = None;
-    let mut out = None;
-    let mut file = None;
-    let mut force = false;
-    let mut iter = rest.iter();
-    while let Some(flag) = iter.next() {
-        let mut value = |name: &str| {
-            iter.next()
-                .filter(|v| !v.starts_with("--"))
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--data-dir" => data_dir = Some(PathBuf::from(value("--data-dir")?)),
-            "--campaign" => campaign = Some(value("--campaign")?),
-            "--out" => out = Some(PathBuf::from(value("--out")?)),
-            "--file" => file = Some(PathBuf::from(value("--file")?)),
-            "--force" => force = true,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    let data_dir = data_dir.ok_or("--data-dir DIR is required")?;
-    let no = |flag: &str, present: bool| {
-        if present {
-            Err(format!("{flag} does not apply to {verb}"))
-        } else {
-            Ok(())
-        }
-    };
-    match verb.as_str() {
-        "list" => {
-            no("--campaign", campaign.is_some())?;
-            no("--out", out.is_some())?;
-            no("--file", file.is_some())?;
-            no("--force", force)?;
-            Ok(Command::List { data_dir })
-        }
-        "export" => {
-            no("--file", file.is_some())?;
-            Ok(Command::Export {
-                data_dir,
-                campaign: campaign.ok_or("export needs --campaign ID")?,
-                out: out.ok_or("export needs --out FILE")?,
-                force,
-            })
-        }
-        "import" => {
-            no("--out", out.is_some())?;
-            Ok(Command::Import {
-                data_dir,
-                file: file.ok_or("import needs --file FILE")?,
-                campaign,
-                force,
-            })
-        }
-        other => Err(format!("unknown command {other:?}")),
-    }
+/// The store's log lines (e.g. a schema upgrade) to standard error, filtered by RUST_LOG (default
+/// `info`); standard output stays the command's.
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 fn run(command: Command) -> Result<(), StoreError> {

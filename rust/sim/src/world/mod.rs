@@ -23,6 +23,7 @@ use rapier3d::prelude::{
     RigidBodyType, Vector,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::command::{InteractionRequest, PlayerInput};
 use crate::config::WorldConfig;
@@ -30,7 +31,6 @@ use crate::environment::Environment;
 use crate::error::{InputRejection, SimError};
 use crate::event::WorldEvent;
 use crate::input::{InputQueue, InputStats};
-use crate::interaction::Hooks;
 use crate::movement::{self, CharacterState};
 use crate::objects::{self, ObjectRecord};
 use crate::particles::ParticleSystem;
@@ -39,6 +39,11 @@ use crate::state::{
     WorldState,
 };
 use crate::tracking::{ChangeLog, InterestGrid};
+
+// The systems of the world: each adds its `impl World` part and only reaches up to `World`.
+mod environment;
+mod interaction;
+mod particles;
 
 /// Interaction requests one client may have waiting for the next tick.
 pub const MAX_PENDING_INTERACTIONS: usize = 32;
@@ -99,6 +104,62 @@ impl std::fmt::Debug for World {
             .field("particles", &self.particles.live_count())
             .finish_non_exhaustive()
     }
+}
+
+// The host callbacks live here, with the world they get: a handler closes over `World`, and
+// `World` owns the handlers, so apart they would depend on each other.
+
+/// What a handler (or a built-in interaction) answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InteractionReply {
+    /// Whether the interaction happened.
+    pub success: bool,
+    /// Stable snake_case reason (`ok` on success).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Extra data for the client.
+    pub data: Map<String, Value>,
+}
+
+impl InteractionReply {
+    /// A success with data.
+    pub fn ok(data: Map<String, Value>) -> Self {
+        InteractionReply {
+            success: true,
+            code: "ok".into(),
+            message: String::new(),
+            data,
+        }
+    }
+
+    /// A failure with a reason code and message.
+    pub fn fail(code: impl Into<String>, message: impl Into<String>) -> Self {
+        InteractionReply {
+            success: false,
+            code: code.into(),
+            message: message.into(),
+            data: Map::new(),
+        }
+    }
+}
+
+/// A host-registered interaction kind. It runs inside the tick with full access to the world
+/// (it may add objects, apply impulses, ...) and answers with a reply.
+pub type InteractionHandler =
+    Box<dyn FnMut(&mut World, ClientId, &InteractionRequest) -> InteractionReply + Send + Sync>;
+
+/// The host's last word on a request that passed the authority's checks: `Some(reason)` vetoes
+/// it (code `vetoed`, the reason as message).
+pub type InteractionVeto =
+    Box<dyn FnMut(&World, ClientId, &InteractionRequest) -> Option<String> + Send + Sync>;
+
+/// Host callbacks. Not saved: a restored world gets them again from its host (rollback keeps
+/// them, see [`World::restore_from`]).
+#[derive(Default)]
+pub(crate) struct Hooks {
+    handlers: BTreeMap<String, InteractionHandler>,
+    veto: Option<InteractionVeto>,
 }
 
 /// Spawn spots tried around the spawn point before giving up (about a 75 m radius).
