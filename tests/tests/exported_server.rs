@@ -64,8 +64,15 @@ async fn the_exported_server_runs_on_its_own_from_another_folder() {
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains("libc.so.6"), "a listing: {listed}");
     assert!(
-        !listed.contains(root.to_str().unwrap()),
-        "the export loads nothing from the repository:\n{listed}"
+        !listed.contains(runtime.to_str().unwrap()),
+        "the export loads nothing from the repository's Godot runtime:\n{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .filter(|l| l.contains("=>"))
+            .all(|l| l.contains(deployed.to_str().unwrap())),
+        "every library comes from the deployed folder:\n{listed}"
     );
 
     // Run it with the repository's Godot runtime hidden when the machine allows it (a private

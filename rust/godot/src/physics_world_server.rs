@@ -681,7 +681,7 @@ impl PhysicsWorldServer {
                 continue;
             }
             for property in 0..state.get_node_property_count(node) {
-                if state.get_node_property_name(node, property) == StringName::from("gateway") {
+                if state.get_node_property_name(node, property) == "gateway" {
                     let value = state.get_node_property_value(node, property);
                     return Some(value.to_string());
                 }
