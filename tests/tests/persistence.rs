@@ -116,3 +116,31 @@ async fn the_world_survives_kill_9() {
         "the world resumed from its saved tick, not from zero"
     );
 }
+
+#[test]
+fn the_stores_log_events_reach_godots_output_filtered_by_rust_log() {
+    let root = nexus_e2e::repo_root();
+    let data = fresh_dir("tracing-route");
+    let port = free_port();
+    let mut command = std::process::Command::new(root.join("scripts/godot"));
+    command
+        .current_dir(&root)
+        .env("RUST_LOG", "info,nexus_store=debug")
+        .args([
+            "--headless",
+            "--path",
+            "godot",
+            "res://scenes/demo.tscn",
+            "--",
+            "--dev",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--data-dir={}", data.display()));
+    let mut server = Server::start(command, port);
+    // The saver's debug event, printed through Godot with its target and fields.
+    let line = server.wait_for_line("[nexus_store::saver] saved", Duration::from_secs(10));
+    assert!(
+        line.contains("tick="),
+        "the event's fields are printed: {line}"
+    );
+}

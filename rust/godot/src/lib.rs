@@ -7,6 +7,7 @@ mod convert;
 mod environment_manager;
 mod failure;
 mod interaction_system;
+mod logging;
 mod networked_body;
 mod nexus_client;
 mod nexus_gateway;
@@ -18,4 +19,10 @@ mod world_access;
 struct NexusPhysicsExtension;
 
 #[gdextension]
-unsafe impl ExtensionLibrary for NexusPhysicsExtension {}
+unsafe impl ExtensionLibrary for NexusPhysicsExtension {
+    fn on_stage_init(stage: InitStage) {
+        if stage == InitStage::Scene {
+            logging::install();
+        }
+    }
+}
