@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
+use axum::extract::ws::{Utf8Bytes, close_code};
 use crossbeam_channel::{Receiver, Sender};
 use nexus_sim::state::ClientId;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::auth::Role;
 use crate::link::{HostCommand, HostEvent, Target};
@@ -26,7 +25,7 @@ use crate::metrics::{CampaignMetrics, Metrics};
 use crate::outbox::{
     CloseRequest, JoinPhase, Outbox, Reliable, ReliablePush, StateItem, StatePush,
 };
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::wire::{self, Encoding, SharedState, codes};
 
 /// What the router needs to know about a member to welcome it.
@@ -378,7 +377,7 @@ impl Router {
                 &message,
             ))));
         member.outbox.request_close(CloseRequest {
-            code: CloseCode::Policy,
+            code: close_code::POLICY,
             reason_code: code,
             message,
             discard_pending: false,
@@ -406,7 +405,7 @@ impl Router {
         for member in members.into_values() {
             member.outbox.push_reliable(Reliable::Text(text.clone()));
             member.outbox.request_close(CloseRequest {
-                code: CloseCode::Away,
+                code: close_code::AWAY,
                 reason_code: codes::SHUTTING_DOWN.to_string(),
                 message: message.to_string(),
                 discard_pending: false,

@@ -37,6 +37,10 @@ pub struct GatewayConfig {
     /// clients are paced, so a gateway that gets less CPU sends fewer states; a tick that gets
     /// less CPU runs late for everybody.
     pub io_niceness: i32,
+    /// More routes served on the same port (static files, small JSON APIs), merged into the
+    /// gateway's own; a path of theirs may not be one of the gateway's (`path`, `/metrics`,
+    /// `/health`), nor may it set a fallback.
+    pub extra_routes: Option<axum::Router>,
 }
 
 /// Timeouts and queue sizes of a session.
@@ -93,6 +97,7 @@ impl GatewayConfig {
             interest: InterestSettings::default(),
             worker_threads: 2,
             io_niceness: 10,
+            extra_routes: None,
         }
     }
 
@@ -212,6 +217,24 @@ impl GatewayConfig {
                 "io_niceness must be within 0..=19, got {}",
                 self.io_niceness
             ));
+        }
+        if let Some(extra) = &self.extra_routes {
+            // axum refuses overlapping routes by panicking when they are merged: try the merge
+            // here, where a mistake can still be a clear error instead of a crash at start.
+            let ours = axum::Router::new()
+                .route(&self.path, axum::routing::get(|| async {}))
+                .route("/metrics", axum::routing::get(|| async {}))
+                .route("/health", axum::routing::get(|| async {}))
+                .fallback(|| async {});
+            let extra = extra.clone();
+            let merged =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || ours.merge(extra)));
+            if merged.is_err() {
+                return fail(format!(
+                    "extra_routes overlap the gateway's routes ({}, /metrics, /health) or set a fallback",
+                    self.path
+                ));
+            }
         }
         Ok(())
     }

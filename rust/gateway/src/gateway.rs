@@ -15,7 +15,8 @@ use crate::campaign::{Campaign, spawn_router};
 use crate::config::{GatewayConfig, GatewayError};
 use crate::link::CampaignLink;
 use crate::metrics::MetricsSnapshot;
-use crate::server::{self, Shared};
+use crate::server;
+use crate::shared::Shared;
 
 /// Longest campaign id accepted.
 pub const MAX_CAMPAIGN_ID_LEN: usize = 64;

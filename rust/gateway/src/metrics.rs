@@ -6,6 +6,9 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+/// Content type of `/metrics`.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Gateway-wide counters (shared by all tasks and campaign routers).
 #[derive(Default, Debug)]
 pub(crate) struct Metrics {

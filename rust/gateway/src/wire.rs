@@ -4,13 +4,14 @@
 use nexus_protocol::server::{self as events, Welcome};
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
 use nexus_protocol::{
     EncodedState, SharedSnapshot, SharedStateEncoder, SharedStreamSettings, SharedTimeline,
     StateEncoder, StatePayload,
 };
 use nexus_sim::event::WorldEvent;
 use nexus_sim::state::{ClientId, ObjectId, Tick, WorldState};
-use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
 pub use nexus_protocol::{
     ActionRequest, ClientFrame, ClientMessage, Encoding, Envelope, JoinRequest, Limits, Metadata,

@@ -84,3 +84,69 @@ async fn other_requests_get_clear_http_errors() {
     client.round_trip("", 1).await;
     assert_eq!(gateway.metrics().http_requests, 3);
 }
+
+#[tokio::test]
+async fn extra_routes_are_served_on_the_same_port() {
+    use nexus_gateway::axum::{Router, routing::get};
+    let mut config = dev_config();
+    config.extra_routes = Some(Router::new().route("/api/hello", get(|| async { "hello\n" })));
+    let gateway = start(config);
+    let response = http_get(&gateway, "/api/hello").await;
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("\r\n\r\nhello\n"), "{response}");
+    // The gateway's own routes are still there, and the WebSocket still works.
+    assert!(
+        http_get(&gateway, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let mut client = connect(&gateway).await;
+    client.round_trip("", 1).await;
+}
+
+#[test]
+fn extra_routes_that_overlap_the_gateways_are_a_configuration_error() {
+    use nexus_gateway::axum::{Router, routing::get};
+    for path in ["/health", "/metrics", "/ws"] {
+        let mut config = dev_config();
+        config.extra_routes = Some(Router::new().route(path, get(|| async { "mine" })));
+        let err = nexus_gateway::Gateway::start(config).unwrap_err();
+        assert!(
+            matches!(err, nexus_gateway::GatewayError::Config(_)),
+            "{path}: {err}"
+        );
+        assert!(err.to_string().contains("extra_routes"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn huge_request_heads_get_431_and_one_request_is_served_per_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = start(dev_config());
+    let mut stream = tokio::net::TcpStream::connect(gateway.local_addr())
+        .await
+        .unwrap();
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let _ = stream.write_all(huge.as_bytes()).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+
+    // Two pipelined requests: one answer (Connection: close), then the socket closes.
+    let mut stream = tokio::net::TcpStream::connect(gateway.local_addr())
+        .await
+        .unwrap();
+    let two = "GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n";
+    stream.write_all(two.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.matches("HTTP/1.1 200").count(), 1, "{response}");
+    assert!(response.contains("Connection: close"), "{response}");
+}
