@@ -670,11 +670,14 @@ impl Writer {
         Metrics::inc(&metrics.states_encoded);
         if encoded_here {
             // Time of the encodings themselves; shared ones cost the others a copy.
-            Metrics::add(
-                &metrics.encode_nanos,
-                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            );
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            Metrics::add(&metrics.encode_nanos, nanos);
+            metrics.encode_duration.record(nanos);
         }
+        let age = item.snapshot.published.elapsed();
+        metrics
+            .state_age
+            .record(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
         Some(message)
     }
 
@@ -693,6 +696,11 @@ impl Writer {
                 let metrics = &self.shared.metrics;
                 Metrics::inc(&metrics.messages_out);
                 Metrics::add(&metrics.bytes_out, size);
+                if is_state {
+                    metrics.state_message_bytes.record(size);
+                } else {
+                    metrics.event_message_bytes.record(size);
+                }
                 if let Some(campaign) = &self.campaign_metrics {
                     Metrics::inc(&campaign.messages_out);
                     Metrics::add(&campaign.bytes_out, size);

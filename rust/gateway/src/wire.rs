@@ -100,6 +100,8 @@ pub(crate) fn timeline(campaign_id: &str, settings: &InterestSettings) -> Shared
 pub(crate) struct SharedState {
     entry: Arc<SharedSnapshot>,
     timeline: Arc<SharedTimeline>,
+    /// When the campaign router published it (for the state-age histogram).
+    pub published: std::time::Instant,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -117,6 +119,7 @@ impl SharedState {
         SharedState {
             entry: timeline.publish(state),
             timeline: timeline.clone(),
+            published: std::time::Instant::now(),
         }
     }
 

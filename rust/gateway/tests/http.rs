@@ -32,6 +32,17 @@ async fn metrics_are_served_in_prometheus_text_format() {
         "# TYPE nexus_gateway_state_updates_dropped_total counter",
         "# TYPE nexus_gateway_inputs_rejected_total counter",
         "nexus_gateway_connections_rejected_total{reason=\"too_many_connections\"} 0\n",
+        // The histograms: tick time per campaign, and the state stream's age, encoding time and
+        // message sizes (one state sent so far; the welcome was an event).
+        "# TYPE nexus_gateway_campaign_tick_seconds histogram",
+        "nexus_gateway_campaign_tick_seconds_count{campaign=\"alpha\"} 1\n",
+        "# TYPE nexus_gateway_state_age_seconds histogram",
+        "\nnexus_gateway_state_age_seconds_count 1\n",
+        "nexus_gateway_state_age_seconds_bucket{le=\"+Inf\"} 1\n",
+        "\nnexus_gateway_state_encode_duration_seconds_count 1\n",
+        "# TYPE nexus_gateway_message_out_bytes histogram",
+        "nexus_gateway_message_out_bytes_count{kind=\"state\"} 1\n",
+        "nexus_gateway_message_out_bytes_bucket{kind=\"state\",le=\"1.048576e+06\"} 1\n",
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }
@@ -42,6 +53,44 @@ async fn metrics_are_served_in_prometheus_text_format() {
         .parse()
         .unwrap();
     assert!(bytes_out > 0);
+    let event_messages: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("nexus_gateway_message_out_bytes_count{kind=\"event\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(event_messages >= 1, "the welcome at least");
+    // Every series the shipped Grafana dashboard queries is served.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../monitoring/grafana-dashboard.json"
+    ))
+    .expect("monitoring/grafana-dashboard.json");
+    let _: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let mut queried: Vec<&str> = dashboard
+        .match_indices("nexus_gateway_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    queried.sort();
+    queried.dedup();
+    assert!(queried.len() > 10, "{queried:?}");
+    for name in queried {
+        assert!(
+            body.contains(&format!("\n# TYPE {name} ")) || body.contains(&format!("\n{name}")),
+            "the dashboard queries {name}, which /metrics does not serve"
+        );
+    }
+    // Every sample line is `name{labels} value` with a number.
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit_once(' ').expect("a value").1;
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
 }
 
 #[tokio::test]
