@@ -163,6 +163,7 @@ pub(crate) fn spawn_router(
     std::thread::Builder::new()
         .name(format!("nexus-gw-{}", short(&campaign.id)))
         .spawn(move || {
+            tracing::info!(campaign = %campaign.id, "campaign opened");
             let timeline = Arc::new(wire::timeline(&campaign.id, &shared.config.interest));
             let router = Router {
                 shared,
@@ -326,6 +327,7 @@ impl Router {
         let push = |outbox: &Outbox| {
             if outbox.push_reliable(Reliable::Text(text.clone())) == ReliablePush::Overflow {
                 Metrics::inc(&self.shared.metrics.disconnect_slow);
+                tracing::debug!(campaign = %self.campaign.id, "a client is too slow for its reliable events: closing it");
             }
         };
         match target {
@@ -392,6 +394,11 @@ impl Router {
             std::mem::take(&mut *members)
         };
         self.shared.remove_campaign(&self.campaign);
+        tracing::info!(
+            campaign = %self.campaign.id,
+            clients = members.len(),
+            "campaign closed"
+        );
         self.campaign
             .metrics
             .clients

@@ -61,6 +61,11 @@ impl Gateway {
             bind(config.bind)?
         };
         let local_addr = listener.local_addr()?;
+        tracing::info!(
+            url = %format!("ws://{local_addr}{}", config.path),
+            auth = %config.auth.describe(),
+            "gateway listening"
+        );
         let shared = Arc::new(Shared::new(config));
         let shutdown = CancellationToken::new();
         let (stop_routers, routers_stopped) = crossbeam_channel::bounded::<()>(0);
@@ -211,6 +216,8 @@ impl GatewayHandle {
 
     fn stop(&mut self) {
         self.shutdown.cancel();
+        // `shutdown` then `drop` both come here; say it once.
+        let was_running = self.thread.is_some();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -219,6 +226,9 @@ impl GatewayHandle {
             std::mem::take(&mut *self.routers.lock().unwrap_or_else(PoisonError::into_inner));
         for router in routers {
             let _ = router.join();
+        }
+        if was_running {
+            tracing::info!(addr = %self.local_addr, "gateway stopped");
         }
     }
 }

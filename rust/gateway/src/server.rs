@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::routes::{self, Connection};
@@ -49,6 +50,7 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Ca
                 let Some(slot) = SocketSlot::try_new(&shared) else {
                     // Past the refusal budget: answering would cost what we lack. Drop it.
                     Metrics::inc(&shared.metrics.rejected_overload);
+                    tracing::debug!(%peer, "socket dropped: past the connection and refusal budget");
                     continue;
                 };
                 let connection = Connection {
@@ -57,11 +59,13 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Ca
                     tracker: tracker.clone(),
                     socket: Arc::new(slot),
                 };
-                let task = serve_socket(stream, connection, shared.clone(), app.clone());
+                let task = serve_socket(stream, connection, shared.clone(), app.clone())
+                    .instrument(tracing::debug_span!("connection", %peer));
                 tracker.spawn(supervised(shared.clone(), task));
             }
-            Err(_) => {
+            Err(error) => {
                 // Typically EMFILE/ENFILE: wait for sockets to close instead of spinning.
+                tracing::warn!(%error, retry_in = ?backoff, "accepting a connection failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
@@ -71,6 +75,10 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Ca
         }
     }
     drop(listener);
+    tracing::debug!(
+        connections = tracker.len(),
+        "stopped accepting; closing connections"
+    );
     tracker.close();
     // Connections close themselves on the same token within the close grace; the bound only
     // guards against a task stuck somewhere unexpected.
@@ -125,10 +133,14 @@ where
             tokio::time::timeout(session_config.close_grace, conn.as_mut()).await
         }
     };
-    if let Ok(Err(err)) = result {
-        // hyper answered a request it could not parse (400, or 431 for a huge head) itself.
-        if err.is_parse() || err.is_parse_too_large() {
+    match result {
+        Ok(Err(err)) if err.is_parse() || err.is_parse_too_large() => {
+            // hyper answered a request it could not parse (400, or 431 for a huge head) itself.
             Metrics::inc(&shared.metrics.http_requests);
+            tracing::debug!(%err, "unparsable HTTP request");
         }
+        Ok(Err(err)) => tracing::trace!(%err, "HTTP connection ended"),
+        Ok(Ok(())) => {}
+        Err(_) => tracing::debug!("HTTP exchange timed out"),
     }
 }

@@ -197,6 +197,14 @@ impl Session {
     }
 
     fn close(&self, code: CloseCode, reason_code: &str, message: String, discard: bool) {
+        tracing::debug!(
+            campaign = self.campaign_id(),
+            client = self.joined.as_ref().map(|j| j.client_id),
+            code,
+            reason = reason_code,
+            %message,
+            "closing the connection"
+        );
         if !discard {
             self.send_error(reason_code, &message);
         }
@@ -432,6 +440,7 @@ impl Session {
             Ok(claims) => claims,
             Err(err) => {
                 Metrics::inc(&self.shared.metrics.auth_failures);
+                tracing::debug!(campaign = wire::truncate(&metadata.campaign_id, 64), %err, "join refused: bad token");
                 return self.close(
                     close_code::POLICY,
                     codes::INVALID_TOKEN,
@@ -484,6 +493,7 @@ impl Session {
         };
         match campaign.send_to_host(event, true) {
             Ok(()) => {
+                tracing::debug!(campaign = %campaign.id, client_id, %claims.name, role = %claims.role, "client joining");
                 self.joined = Some(Joined {
                     campaign,
                     client_id,
@@ -504,6 +514,7 @@ impl Session {
     /// Leaves the joined campaign, telling the host (reliably: its avatar must go).
     fn leave(&mut self, reason: &str) {
         if let Some(joined) = self.joined.take() {
+            tracing::debug!(campaign = %joined.campaign.id, client_id = joined.client_id, reason, "client left");
             joined.campaign.remove_member(joined.client_id);
             let _ = joined.campaign.send_to_host(
                 HostEvent::ClientLeft {

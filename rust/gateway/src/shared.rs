@@ -115,11 +115,13 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner);
         if counts.total >= limits.max_connections {
             Metrics::inc(&self.metrics.rejected_too_many);
+            tracing::debug!(%ip, limit = limits.max_connections, "connection refused: the server is full");
             return Err("the server has too many connections");
         }
         let from_address = counts.per_address.entry(ip).or_insert(0);
         if *from_address >= limits.max_connections_per_address {
             Metrics::inc(&self.metrics.rejected_per_address);
+            tracing::debug!(%ip, limit = limits.max_connections_per_address, "connection refused: too many from this address");
             return Err("too many connections from your address");
         }
         *from_address += 1;
@@ -181,7 +183,16 @@ impl Drop for SocketSlot {
 /// Runs a task, counting a panic instead of losing it silently; the task's own resources are
 /// released by unwinding, and every other connection carries on.
 pub(crate) async fn supervised(shared: Arc<Shared>, task: impl Future<Output = ()>) {
-    if AssertUnwindSafe(task).catch_unwind().await.is_err() {
+    if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
         Metrics::inc(&shared.metrics.task_panics);
+        let what = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(not a string)");
+        tracing::error!(
+            panic = what,
+            "a connection task panicked (a bug); other connections carry on"
+        );
     }
 }

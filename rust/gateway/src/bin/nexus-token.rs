@@ -117,10 +117,20 @@ fn run() -> Result<(), String> {
         return Err("--id must be non-empty, at most 64 bytes, without control characters".into());
     }
     println!("{}", mint_token(&secret, &claims));
+    tracing::debug!(name = %claims.name, role = %claims.role, expires_at = claims.expires_at, "token minted");
     Ok(())
 }
 
 fn main() -> ExitCode {
+    // Logs go to standard error (standard output carries the token alone), filtered by RUST_LOG.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing::Level::INFO.into())
+                .from_env_lossy(),
+        )
+        .init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
