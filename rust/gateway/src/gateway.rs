@@ -17,6 +17,7 @@ use crate::link::CampaignLink;
 use crate::metrics::MetricsSnapshot;
 use crate::server;
 use crate::shared::Shared;
+use crate::tls;
 
 /// Longest campaign id accepted.
 pub const MAX_CAMPAIGN_ID_LEN: usize = 64;
@@ -47,6 +48,11 @@ impl Gateway {
     /// not be.
     pub fn start(config: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         config.validate()?;
+        // Before binding: a bad certificate is a configuration mistake, reported as such.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let niceness = config.io_niceness;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads)
@@ -61,12 +67,13 @@ impl Gateway {
             bind(config.bind)?
         };
         let local_addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         tracing::info!(
-            url = %format!("ws://{local_addr}{}", config.path),
+            url = %format!("{scheme}://{local_addr}{}", config.path),
             auth = %config.auth.describe(),
             "gateway listening"
         );
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::new(config, tls));
         let shutdown = CancellationToken::new();
         let (stop_routers, routers_stopped) = crossbeam_channel::bounded::<()>(0);
         let thread = {
@@ -124,9 +131,15 @@ impl GatewayHandle {
         self.local_addr
     }
 
-    /// The WebSocket URL clients connect to, e.g. `ws://127.0.0.1:9090/ws`.
+    /// The WebSocket URL clients connect to, e.g. `ws://127.0.0.1:9090/ws` (`wss://` with TLS).
     pub fn url(&self) -> String {
-        format!("ws://{}{}", self.local_addr, self.shared.config.path)
+        let scheme = if self.is_tls() { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.local_addr, self.shared.config.path)
+    }
+
+    /// True when the port serves TLS (`wss://`, `https://`).
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
     }
 
     /// How joins are authenticated.

@@ -52,6 +52,7 @@ mod routes;
 mod server;
 mod session;
 mod shared;
+mod tls;
 mod wire;
 
 /// The HTTP framework the gateway serves with, for [`GatewayConfig::extra_routes`].

@@ -89,7 +89,22 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Ca
 async fn serve_socket(stream: TcpStream, connection: Connection, shared: Arc<Shared>, app: Router) {
     // State messages are latency-sensitive and already batched per tick.
     let _ = stream.set_nodelay(true);
-    serve_http(TokioIo::new(stream), connection, shared, app).await;
+    let Some(acceptor) = shared.tls.clone() else {
+        return serve_http(TokioIo::new(stream), connection, shared, app).await;
+    };
+    // The TLS handshake counts against the handshake time like the request head does.
+    let handshake = tokio::select! {
+        _ = connection.shutdown.cancelled() => return,
+        handshake = tokio::time::timeout(
+            shared.config.session.handshake_timeout,
+            acceptor.accept(stream),
+        ) => handshake,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve_http(TokioIo::new(stream), connection, shared, app).await,
+        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+        Err(_) => tracing::debug!("TLS handshake timed out"),
+    }
 }
 
 /// Serves the one HTTP exchange of a socket; an upgraded WebSocket carries on in its own task.

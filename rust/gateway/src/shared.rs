@@ -16,6 +16,8 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 /// State shared by every task of one gateway. Cheap to clone (`Arc`).
 pub(crate) struct Shared {
     pub config: GatewayConfig,
+    /// Set when the port serves TLS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub metrics: Metrics,
     /// Read on every join, written when a campaign opens or closes: a `RwLock` keeps joins
     /// concurrent; never held across an `.await`.
@@ -33,9 +35,10 @@ struct ConnectionCounts {
 }
 
 impl Shared {
-    pub fn new(config: GatewayConfig) -> Self {
+    pub fn new(config: GatewayConfig, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         Shared {
             config,
+            tls,
             metrics: Metrics::default(),
             campaigns: RwLock::default(),
             connections: Mutex::default(),

@@ -131,7 +131,9 @@ async fn other_requests_get_clear_http_errors() {
     // The server still works.
     let mut client = connect(&gateway).await;
     client.round_trip("", 1).await;
-    assert_eq!(gateway.metrics().http_requests, 3);
+    // hyper answers an unparsable request itself; it is counted once its connection ends, which
+    // may be a moment after the client read the answer.
+    wait_metrics(&gateway, "three plain HTTP requests", |m| m.http_requests == 3).await;
 }
 
 #[tokio::test]
