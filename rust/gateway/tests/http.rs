@@ -133,7 +133,10 @@ async fn other_requests_get_clear_http_errors() {
     client.round_trip("", 1).await;
     // hyper answers an unparsable request itself; it is counted once its connection ends, which
     // may be a moment after the client read the answer.
-    wait_metrics(&gateway, "three plain HTTP requests", |m| m.http_requests == 3).await;
+    wait_metrics(&gateway, "three plain HTTP requests", |m| {
+        m.http_requests == 3
+    })
+    .await;
 }
 
 #[tokio::test]
