@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthMode;
-use crate::campaign::{Campaign, spawn_router};
+use crate::campaign::{Campaign, RouterContext, spawn_router};
 use crate::config::{GatewayConfig, GatewayError};
 use crate::link::CampaignLink;
 use crate::metrics::MetricsSnapshot;
@@ -179,8 +179,13 @@ impl GatewayHandle {
         if !self.shared.insert_campaign(campaign.clone()) {
             return Err(GatewayError::CampaignExists(campaign_id.to_string()));
         }
+        let context = RouterContext {
+            config: self.shared.config.clone(),
+            metrics: self.shared.metrics.clone(),
+            campaigns: self.shared.campaigns.clone(),
+        };
         let router = spawn_router(
-            self.shared.clone(),
+            context,
             campaign.clone(),
             from_host,
             self.routers_stopped.clone(),

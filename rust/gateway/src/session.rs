@@ -26,13 +26,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Role, unix_now};
-use crate::campaign::{Campaign, HostSendError, MemberInfo};
+use crate::campaign::{Campaign, HostSendError};
 use crate::link::HostEvent;
 use crate::metrics::{CampaignMetrics, Metrics};
 use crate::outbox::{CloseRequest, JoinPhase, Outbox, Reliable, ReliablePush};
 use crate::ratelimit::TokenBucket;
 use crate::shared::{ConnectionSlot, Shared, supervised};
-use crate::wire::{self, ClientFrame, ClientMessage, ClientStateEncoder, Encoding, codes};
+use crate::wire::{
+    self, ClientFrame, ClientMessage, ClientStateEncoder, Encoding, MemberInfo, codes,
+};
 
 type Socket = WebSocket;
 

@@ -5,23 +5,22 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::FutureExt;
 
-use crate::campaign::Campaign;
+use crate::campaign::{Campaign, Campaigns};
 use crate::config::GatewayConfig;
 use crate::metrics::{Metrics, MetricsSnapshot};
 
 /// State shared by every task of one gateway. Cheap to clone (`Arc`).
 pub(crate) struct Shared {
-    pub config: GatewayConfig,
+    /// Also held by the campaign routers (hence the `Arc`s), which see no more of this.
+    pub config: Arc<GatewayConfig>,
     /// Set when the port serves TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub metrics: Metrics,
-    /// Read on every join, written when a campaign opens or closes: a `RwLock` keeps joins
-    /// concurrent; never held across an `.await`.
-    campaigns: RwLock<HashMap<Arc<str>, Arc<Campaign>>>,
+    pub metrics: Arc<Metrics>,
+    pub campaigns: Arc<Campaigns>,
     connections: Mutex<ConnectionCounts>,
     /// Sockets open in any state (head, refusal, session); bounded by limits + refusal budget.
     sockets: AtomicUsize,
@@ -37,10 +36,10 @@ struct ConnectionCounts {
 impl Shared {
     pub fn new(config: GatewayConfig, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         Shared {
-            config,
+            config: Arc::new(config),
             tls,
-            metrics: Metrics::default(),
-            campaigns: RwLock::default(),
+            metrics: Arc::default(),
+            campaigns: Arc::default(),
             connections: Mutex::default(),
             sockets: AtomicUsize::new(0),
             next_client_id: AtomicU32::new(1),
@@ -48,38 +47,17 @@ impl Shared {
     }
 
     pub fn campaign(&self, id: &str) -> Option<Arc<Campaign>> {
-        let campaigns = self
-            .campaigns
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        campaigns.get(id).cloned()
+        self.campaigns.get(id)
     }
 
     /// Registers a campaign; false if the id is taken.
     pub fn insert_campaign(&self, campaign: Arc<Campaign>) -> bool {
-        let mut campaigns = self
-            .campaigns
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if campaigns.contains_key(&campaign.id) {
-            return false;
-        }
-        campaigns.insert(campaign.id.clone(), campaign);
-        true
+        self.campaigns.insert(campaign)
     }
 
     /// Unregisters `campaign` (only this very campaign, not a newer one with the same id).
     pub fn remove_campaign(&self, campaign: &Arc<Campaign>) {
-        let mut campaigns = self
-            .campaigns
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if campaigns
-            .get(&campaign.id)
-            .is_some_and(|c| Arc::ptr_eq(c, campaign))
-        {
-            campaigns.remove(&campaign.id);
-        }
+        self.campaigns.remove(campaign);
     }
 
     pub fn next_client_id(&self) -> u32 {
@@ -87,18 +65,7 @@ impl Shared {
     }
 
     pub fn metrics_snapshot(&self) -> MetricsSnapshot {
-        let mut campaigns: Vec<_> = {
-            let campaigns = self
-                .campaigns
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            campaigns
-                .values()
-                .map(|c| c.metrics.snapshot(&c.id))
-                .collect()
-        };
-        campaigns.sort_by(|a, b| a.campaign_id.cmp(&b.campaign_id));
-        self.metrics.snapshot(campaigns)
+        self.metrics.snapshot(self.campaigns.metrics())
     }
 
     /// `/metrics`' body.

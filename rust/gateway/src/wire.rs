@@ -18,9 +18,8 @@ pub use nexus_protocol::{
     ObjectUpdateRequest, ProtocolError, SnapshotConfig, StreamSettings,
 };
 
+use crate::auth::Role;
 use crate::auth::unix_now_f64;
-use crate::campaign::MemberInfo;
-use crate::config::GatewayConfig;
 
 /// Error codes: the protocol's, plus the few only the gateway produces.
 pub mod codes {
@@ -266,6 +265,15 @@ pub(crate) fn world_event_text(event: &WorldEvent, campaign_id: &str) -> Option<
     Some(events::world_event(campaign_id, event).to_json())
 }
 
+/// What the router needs to know about a member to welcome it.
+#[derive(Clone, Debug)]
+pub(crate) struct MemberInfo {
+    pub name: String,
+    pub role: Role,
+    pub interest_radius: f32,
+    pub encoding: Encoding,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn welcome_text(
     campaign_id: &str,
@@ -275,7 +283,7 @@ pub(crate) fn welcome_text(
     world_state_json: &str,
     state_rate: u32,
     member: &MemberInfo,
-    config: &GatewayConfig,
+    limits: &Limits,
 ) -> String {
     let welcome = Welcome {
         client_id,
@@ -287,7 +295,7 @@ pub(crate) fn welcome_text(
         role: member.role.as_str(),
         encoding: member.encoding,
         interest_radius: member.interest_radius,
-        limits: &config.limits,
+        limits,
         server_time: unix_now_f64(),
     };
     events::welcome_with_state_json(campaign_id, &welcome, world_state_json)
