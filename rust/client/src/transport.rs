@@ -8,6 +8,8 @@
 //! time and the next due emulated delivery. With perfect links the delay lines pass everything
 //! straight through.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -18,7 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::ClientError;
 
@@ -57,6 +59,33 @@ pub struct ConnectOptions {
     /// Acknowledge each received state at once rather than with the next update (default
     /// false). Bots running at a low frame rate use it to keep acks as prompt as a real client's.
     pub immediate_acks: bool,
+    /// TLS settings for `wss://` URLs, e.g. from [`tls_trusting`]; `wss://` needs them.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// TLS settings trusting the PEM certificates in `pem_file` (e.g. a gateway's self-signed
+/// certificate, or a private CA), and nothing else.
+pub fn tls_trusting(pem_file: &Path) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let fail =
+        |why: String| ClientError::new("invalid_tls", format!("{}: {why}", pem_file.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pem_file).map_err(|e| fail(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| fail(e.to_string()))?)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("no PEM certificate in it".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl ConnectOptions {
@@ -70,6 +99,7 @@ impl ConnectOptions {
             seed: 1,
             frame_rate: 60.0,
             immediate_acks: false,
+            tls: None,
         }
     }
 }
@@ -123,8 +153,22 @@ pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Client, 
         HeaderValue::from_static(subprotocol),
     );
     let deadline = Instant::now() + options.join_timeout;
-    let connecting =
-        tokio_tungstenite::connect_async_with_config(request, Some(websocket_config()), true);
+    let connector = match (request.uri().scheme_str(), &options.tls) {
+        (Some("wss"), Some(tls)) => Some(Connector::Rustls(tls.clone())),
+        (Some("wss"), None) => {
+            return Err(ClientError::new(
+                "invalid_config",
+                format!("{url}: wss:// needs ConnectOptions::tls (the certificates to trust)"),
+            ));
+        }
+        _ => None,
+    };
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(websocket_config()),
+        true,
+        connector,
+    );
     let (socket, response) = tokio::time::timeout_at(deadline, connecting)
         .await
         .map_err(|_| ClientError::new("timeout", format!("connecting to {url} timed out")))?

@@ -24,6 +24,10 @@ impl Server {
     fn start(campaign: &str) -> Server {
         let mut config = GatewayConfig::development();
         config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Server::start_with(campaign, config)
+    }
+
+    fn start_with(campaign: &str, config: GatewayConfig) -> Server {
         let gateway = Gateway::start(config).expect("gateway starts");
         let link = gateway.open_campaign(campaign).expect("campaign opens");
         let mut world = World::new(WorldConfig::default());
@@ -209,4 +213,53 @@ fn a_client_reading_only_state_heads_is_acknowledged_like_a_decoding_one() {
         let per_state = stats.bytes_received as f64 / stats.states_applied as f64;
         assert!(per_state < 400.0, "{per_state} bytes per state");
     });
+}
+
+#[test]
+fn a_client_joins_over_wss_trusting_the_gateways_own_certificate() {
+    // A self-signed certificate, made here, trusted by this client alone.
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("nexus-client-wss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let mut config = GatewayConfig::development();
+    config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    config.tls_cert = Some(cert.clone());
+    config.tls_key = Some(key);
+    let server = Server::start_with("tls", config);
+    assert!(server.url.starts_with("wss://"), "{}", server.url);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let session = || nexus_client::SessionConfig::new("tls", "alice");
+        // wss:// without saying what to trust is a clear error, not a panic.
+        let refused =
+            transport::connect_with(&server.url, transport::ConnectOptions::new(session()))
+                .await
+                .err()
+                .expect("refused");
+        assert_eq!(refused.code, "invalid_config", "{refused:?}");
+        let missing = transport::tls_trusting(&dir.join("missing.pem")).unwrap_err();
+        assert_eq!(missing.code, "invalid_tls");
+
+        let mut options = transport::ConnectOptions::new(session());
+        options.tls = Some(transport::tls_trusting(&cert).expect("the certificate loads"));
+        let mut client = transport::connect_with(&server.url, options)
+            .await
+            .expect("joins over wss://");
+        assert_eq!(client.session().phase(), Phase::Active);
+        client
+            .step(&Controls::default(), Duration::from_millis(500))
+            .await
+            .unwrap();
+        assert!(client.session().stats().states_applied > 5);
+        client.close().await;
+    });
+    drop(server);
 }

@@ -12,32 +12,23 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
+use axum::extract::ws::{Utf8Bytes, close_code};
 use crossbeam_channel::{Receiver, Sender};
 use nexus_sim::state::ClientId;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::auth::Role;
+use crate::config::GatewayConfig;
 use crate::link::{HostCommand, HostEvent, Target};
+use crate::metrics::CampaignMetricsSnapshot;
 use crate::metrics::{CampaignMetrics, Metrics};
 use crate::outbox::{
     CloseRequest, JoinPhase, Outbox, Reliable, ReliablePush, StateItem, StatePush,
 };
-use crate::server::Shared;
-use crate::wire::{self, Encoding, SharedState, codes};
+use crate::wire::{self, MemberInfo, SharedState, codes};
 
-/// What the router needs to know about a member to welcome it.
-#[derive(Clone, Debug)]
-pub(crate) struct MemberInfo {
-    pub name: String,
-    pub role: Role,
-    pub interest_radius: f32,
-    pub encoding: Encoding,
-}
-
+/// A member: its outbox, what its welcome needs, and whether it was welcomed.
 struct Member {
     outbox: Arc<Outbox>,
     info: MemberInfo,
@@ -154,9 +145,66 @@ impl Campaign {
     }
 }
 
+/// The open campaigns by id. Read on every join, written when a campaign opens or closes: a
+/// `RwLock` keeps joins concurrent; never held across an `.await`.
+#[derive(Default)]
+pub(crate) struct Campaigns(RwLock<HashMap<Arc<str>, Arc<Campaign>>>);
+
+impl Campaigns {
+    pub fn get(&self, id: &str) -> Option<Arc<Campaign>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    /// Registers a campaign; false if the id is taken.
+    pub fn insert(&self, campaign: Arc<Campaign>) -> bool {
+        let mut campaigns = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if campaigns.contains_key(&campaign.id) {
+            return false;
+        }
+        campaigns.insert(campaign.id.clone(), campaign);
+        true
+    }
+
+    /// Unregisters `campaign` (only this very campaign, not a newer one with the same id).
+    pub fn remove(&self, campaign: &Arc<Campaign>) {
+        let mut campaigns = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if campaigns
+            .get(&campaign.id)
+            .is_some_and(|c| Arc::ptr_eq(c, campaign))
+        {
+            campaigns.remove(&campaign.id);
+        }
+    }
+
+    /// Every campaign's figures, sorted by id.
+    pub fn metrics(&self) -> Vec<CampaignMetricsSnapshot> {
+        let mut all: Vec<_> = {
+            let campaigns = self.0.read().unwrap_or_else(PoisonError::into_inner);
+            campaigns
+                .values()
+                .map(|c| c.metrics.snapshot(&c.id))
+                .collect()
+        };
+        all.sort_by(|a, b| a.campaign_id.cmp(&b.campaign_id));
+        all
+    }
+}
+
+/// What a campaign's router works with: the gateway's configuration and figures, and the
+/// registry it leaves when it closes.
+pub(crate) struct RouterContext {
+    pub config: Arc<GatewayConfig>,
+    pub metrics: Arc<Metrics>,
+    pub campaigns: Arc<Campaigns>,
+}
+
 /// Starts the router thread of `campaign`.
 pub(crate) fn spawn_router(
-    shared: Arc<Shared>,
+    shared: RouterContext,
     campaign: Arc<Campaign>,
     commands: Receiver<HostCommand>,
     stop: Receiver<()>,
@@ -164,6 +212,7 @@ pub(crate) fn spawn_router(
     std::thread::Builder::new()
         .name(format!("nexus-gw-{}", short(&campaign.id)))
         .spawn(move || {
+            tracing::info!(campaign = %campaign.id, "campaign opened");
             let timeline = Arc::new(wire::timeline(&campaign.id, &shared.config.interest));
             let router = Router {
                 shared,
@@ -194,7 +243,7 @@ fn short(id: &str) -> &str {
 }
 
 struct Router {
-    shared: Arc<Shared>,
+    shared: RouterContext,
     campaign: Arc<Campaign>,
     /// The published states every client's shared encoder reads.
     timeline: Arc<nexus_protocol::SharedTimeline>,
@@ -266,7 +315,7 @@ impl Router {
             &world_state_json,
             state_rate,
             &member.info,
-            &self.shared.config,
+            &self.shared.config.limits,
         );
         member.welcomed = true;
         Metrics::inc(&self.campaign.metrics.clients);
@@ -327,6 +376,7 @@ impl Router {
         let push = |outbox: &Outbox| {
             if outbox.push_reliable(Reliable::Text(text.clone())) == ReliablePush::Overflow {
                 Metrics::inc(&self.shared.metrics.disconnect_slow);
+                tracing::debug!(campaign = %self.campaign.id, "a client is too slow for its reliable events: closing it");
             }
         };
         match target {
@@ -378,7 +428,7 @@ impl Router {
                 &message,
             ))));
         member.outbox.request_close(CloseRequest {
-            code: CloseCode::Policy,
+            code: close_code::POLICY,
             reason_code: code,
             message,
             discard_pending: false,
@@ -392,7 +442,12 @@ impl Router {
             self.campaign.closed.store(true, Ordering::Release);
             std::mem::take(&mut *members)
         };
-        self.shared.remove_campaign(&self.campaign);
+        self.shared.campaigns.remove(&self.campaign);
+        tracing::info!(
+            campaign = %self.campaign.id,
+            clients = members.len(),
+            "campaign closed"
+        );
         self.campaign
             .metrics
             .clients
@@ -406,7 +461,7 @@ impl Router {
         for member in members.into_values() {
             member.outbox.push_reliable(Reliable::Text(text.clone()));
             member.outbox.request_close(CloseRequest {
-                code: CloseCode::Away,
+                code: close_code::AWAY,
                 reason_code: codes::SHUTTING_DOWN.to_string(),
                 message: message.to_string(),
                 discard_pending: false,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::{AuthMode, Role};
@@ -37,6 +38,15 @@ pub struct GatewayConfig {
     /// clients are paced, so a gateway that gets less CPU sends fewer states; a tick that gets
     /// less CPU runs late for everybody.
     pub io_niceness: i32,
+    /// More routes served on the same port (static files, small JSON APIs), merged into the
+    /// gateway's own; a path of theirs may not be one of the gateway's (`path`, `/metrics`,
+    /// `/health`), nor may it set a fallback.
+    pub extra_routes: Option<axum::Router>,
+    /// PEM certificate chain: with [`GatewayConfig::tls_key`], the port serves `wss://` and
+    /// `https://` (TLS via rustls) instead of `ws://` and `http://`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of [`GatewayConfig::tls_cert`].
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Timeouts and queue sizes of a session.
@@ -93,6 +103,9 @@ impl GatewayConfig {
             interest: InterestSettings::default(),
             worker_threads: 2,
             io_niceness: 10,
+            extra_routes: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -115,7 +128,8 @@ impl GatewayConfig {
     /// A configuration from the environment, for servers started by scripts:
     /// - `NEXUS_GATEWAY_BIND`: address, default `127.0.0.1:9090`;
     /// - `NEXUS_GATEWAY_SECRET` or `NEXUS_GATEWAY_SECRET_FILE`: the token secret (signed mode);
-    /// - `NEXUS_GATEWAY_DEV=1`: development mode (a secret, if also set, is still honoured).
+    /// - `NEXUS_GATEWAY_DEV=1`: development mode (a secret, if also set, is still honoured);
+    /// - `NEXUS_GATEWAY_TLS_CERT` and `NEXUS_GATEWAY_TLS_KEY`: PEM files to serve `wss://`.
     ///
     /// With neither a secret nor development mode it refuses: nobody could join.
     pub fn from_env() -> Result<Self, GatewayError> {
@@ -162,6 +176,12 @@ impl GatewayConfig {
                 ))
             })?;
         }
+        config.tls_cert = lookup("NEXUS_GATEWAY_TLS_CERT")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        config.tls_key = lookup("NEXUS_GATEWAY_TLS_KEY")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
         config.validate()?;
         Ok(config)
     }
@@ -213,6 +233,27 @@ impl GatewayConfig {
                 self.io_niceness
             ));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return fail("tls_cert and tls_key go together: set both (TLS) or neither".into());
+        }
+        if let Some(extra) = &self.extra_routes {
+            // axum refuses overlapping routes by panicking when they are merged: try the merge
+            // here, where a mistake can still be a clear error instead of a crash at start.
+            let ours = axum::Router::new()
+                .route(&self.path, axum::routing::get(|| async {}))
+                .route("/metrics", axum::routing::get(|| async {}))
+                .route("/health", axum::routing::get(|| async {}))
+                .fallback(|| async {});
+            let extra = extra.clone();
+            let merged =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || ours.merge(extra)));
+            if merged.is_err() {
+                return fail(format!(
+                    "extra_routes overlap the gateway's routes ({}, /metrics, /health) or set a fallback",
+                    self.path
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -230,6 +271,8 @@ pub enum GatewayError {
     InvalidCampaignId(String),
     /// The gateway has shut down.
     ShutDown,
+    /// The TLS certificate or key is unreadable, not PEM, or they do not go together.
+    Tls(String),
 }
 
 impl fmt::Display for GatewayError {
@@ -240,6 +283,7 @@ impl fmt::Display for GatewayError {
             GatewayError::CampaignExists(id) => write!(f, "campaign {id:?} is already open"),
             GatewayError::InvalidCampaignId(why) => write!(f, "invalid campaign id: {why}"),
             GatewayError::ShutDown => write!(f, "the gateway has shut down"),
+            GatewayError::Tls(why) => write!(f, "TLS setup failed: {why}"),
         }
     }
 }

@@ -11,11 +11,13 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthMode;
-use crate::campaign::{Campaign, spawn_router};
+use crate::campaign::{Campaign, RouterContext, spawn_router};
 use crate::config::{GatewayConfig, GatewayError};
 use crate::link::CampaignLink;
 use crate::metrics::MetricsSnapshot;
-use crate::server::{self, Shared};
+use crate::server;
+use crate::shared::Shared;
+use crate::tls;
 
 /// Longest campaign id accepted.
 pub const MAX_CAMPAIGN_ID_LEN: usize = 64;
@@ -46,6 +48,11 @@ impl Gateway {
     /// not be.
     pub fn start(config: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         config.validate()?;
+        // Before binding: a bad certificate is a configuration mistake, reported as such.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let niceness = config.io_niceness;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads)
@@ -60,7 +67,13 @@ impl Gateway {
             bind(config.bind)?
         };
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config));
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        tracing::info!(
+            url = %format!("{scheme}://{local_addr}{}", config.path),
+            auth = %config.auth.describe(),
+            "gateway listening"
+        );
+        let shared = Arc::new(Shared::new(config, tls));
         let shutdown = CancellationToken::new();
         let (stop_routers, routers_stopped) = crossbeam_channel::bounded::<()>(0);
         let thread = {
@@ -118,9 +131,15 @@ impl GatewayHandle {
         self.local_addr
     }
 
-    /// The WebSocket URL clients connect to, e.g. `ws://127.0.0.1:9090/ws`.
+    /// The WebSocket URL clients connect to, e.g. `ws://127.0.0.1:9090/ws` (`wss://` with TLS).
     pub fn url(&self) -> String {
-        format!("ws://{}{}", self.local_addr, self.shared.config.path)
+        let scheme = if self.is_tls() { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.local_addr, self.shared.config.path)
+    }
+
+    /// True when the port serves TLS (`wss://`, `https://`).
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
     }
 
     /// How joins are authenticated.
@@ -160,8 +179,13 @@ impl GatewayHandle {
         if !self.shared.insert_campaign(campaign.clone()) {
             return Err(GatewayError::CampaignExists(campaign_id.to_string()));
         }
+        let context = RouterContext {
+            config: self.shared.config.clone(),
+            metrics: self.shared.metrics.clone(),
+            campaigns: self.shared.campaigns.clone(),
+        };
         let router = spawn_router(
-            self.shared.clone(),
+            context,
             campaign.clone(),
             from_host,
             self.routers_stopped.clone(),
@@ -210,6 +234,8 @@ impl GatewayHandle {
 
     fn stop(&mut self) {
         self.shutdown.cancel();
+        // `shutdown` then `drop` both come here; say it once.
+        let was_running = self.thread.is_some();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -218,6 +244,9 @@ impl GatewayHandle {
             std::mem::take(&mut *self.routers.lock().unwrap_or_else(PoisonError::into_inner));
         for router in routers {
             let _ = router.join();
+        }
+        if was_running {
+            tracing::info!(addr = %self.local_addr, "gateway stopped");
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! # How it works
 //! - [`Gateway::start`] binds the port and starts a background thread that owns a tokio runtime.
-//!   One port serves the WebSocket endpoint (`/ws`), `/metrics` (Prometheus text) and `/health`.
+//!   One port serves the WebSocket endpoint (`/ws`), `/metrics` (Prometheus text) and `/health`,
+//!   on axum/hyper, plus any routes the embedder adds ([`GatewayConfig::extra_routes`]).
 //! - A host (the Godot tick thread, or [`CampaignHost`]) opens a campaign with
 //!   [`GatewayHandle::open_campaign`] and gets a [`CampaignLink`]: it polls client events
 //!   ([`HostEvent`]) and publishes welcomes, snapshots and events. Every link call returns at once;
@@ -43,14 +44,19 @@ mod campaign;
 mod config;
 mod gateway;
 mod host;
-mod http;
 mod link;
 mod metrics;
 mod outbox;
 mod ratelimit;
+mod routes;
 mod server;
 mod session;
+mod shared;
+mod tls;
 mod wire;
+
+/// The HTTP framework the gateway serves with, for [`GatewayConfig::extra_routes`].
+pub use axum;
 
 pub use auth::{AuthError, AuthMode, Claims, Role, mint_token, verify_token};
 pub use config::{DEFAULT_BIND, DEFAULT_PATH, GatewayConfig, GatewayError, SessionConfig};

@@ -1,13 +1,25 @@
-//! Counters and gauges of the gateway, and their Prometheus text rendering.
+//! Counters, gauges and histograms of the gateway, and their Prometheus rendering.
 //!
 //! Everything is a relaxed atomic: each figure is independent, so readers need no consistent cut
-//! across them, and the hot paths (every outgoing message) pay one uncontended add.
+//! across them, and the hot paths (every outgoing message) pay one uncontended add; the host's
+//! tick thread records its tick time the same way, so it never waits on a scrape. A scrape takes a
+//! [`MetricsSnapshot`] and has `prometheus-client` encode it (text format 0.0.4, through a
+//! [`Collector`] over the snapshot).
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+/// Content type of `/metrics`.
+pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
 /// Gateway-wide counters (shared by all tasks and campaign routers).
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub(crate) struct Metrics {
     pub connections_open: AtomicU64,
     pub connections_accepted: AtomicU64,
@@ -31,6 +43,49 @@ pub(crate) struct Metrics {
     pub task_panics: AtomicU64,
     pub states_encoded: AtomicU64,
     pub encode_nanos: AtomicU64,
+    /// From a snapshot's publication by the campaign router to its hand-over to a client's
+    /// socket, per state message.
+    pub state_age: Histogram,
+    /// Duration of each state encoding done for a client (shared encodings once).
+    pub encode_duration: Histogram,
+    /// Sizes of the state messages sent.
+    pub state_message_bytes: Histogram,
+    /// Sizes of the other (reliable) messages sent: welcomes, events, errors, pongs.
+    pub event_message_bytes: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let zero = AtomicU64::new;
+        Metrics {
+            connections_open: zero(0),
+            connections_accepted: zero(0),
+            rejected_too_many: zero(0),
+            rejected_per_address: zero(0),
+            rejected_overload: zero(0),
+            http_requests: zero(0),
+            messages_in: zero(0),
+            bytes_in: zero(0),
+            messages_out: zero(0),
+            bytes_out: zero(0),
+            state_dropped: zero(0),
+            inputs_rejected: zero(0),
+            errors_sent: zero(0),
+            auth_failures: zero(0),
+            disconnect_slow: zero(0),
+            disconnect_idle: zero(0),
+            disconnect_join_timeout: zero(0),
+            disconnect_flood: zero(0),
+            disconnect_oversized: zero(0),
+            task_panics: zero(0),
+            states_encoded: zero(0),
+            encode_nanos: zero(0),
+            state_age: Histogram::new(&STATE_AGE_BOUNDS_NANOS, 1e9),
+            encode_duration: Histogram::new(&ENCODE_BOUNDS_NANOS, 1e9),
+            state_message_bytes: Histogram::new(&MESSAGE_BOUNDS_BYTES, 1.0),
+            event_message_bytes: Histogram::new(&MESSAGE_BOUNDS_BYTES, 1.0),
+        }
+    }
 }
 
 impl Metrics {
@@ -46,7 +101,7 @@ impl Metrics {
 }
 
 /// Per-campaign counters.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub(crate) struct CampaignMetrics {
     pub clients: AtomicU64,
     pub messages_out: AtomicU64,
@@ -58,8 +113,28 @@ pub(crate) struct CampaignMetrics {
     pub tick_nanos_last: AtomicU64,
     pub tick_nanos_max: AtomicU64,
     pub tick_nanos_total: AtomicU64,
-    pub tick_histogram: TickHistogram,
+    pub tick_histogram: Histogram,
     pub snapshots_published: AtomicU64,
+}
+
+impl Default for CampaignMetrics {
+    fn default() -> Self {
+        let zero = AtomicU64::new;
+        CampaignMetrics {
+            clients: zero(0),
+            messages_out: zero(0),
+            bytes_out: zero(0),
+            state_bytes_out: zero(0),
+            state_dropped: zero(0),
+            inputs_rejected: zero(0),
+            ticks: zero(0),
+            tick_nanos_last: zero(0),
+            tick_nanos_max: zero(0),
+            tick_nanos_total: zero(0),
+            tick_histogram: Histogram::new(&TICK_BUCKET_BOUNDS_NANOS, 1e9),
+            snapshots_published: zero(0),
+        }
+    }
 }
 
 /// Upper bounds (inclusive, nanoseconds) of the tick-time histogram's buckets: 0.1 ms to 100 ms,
@@ -96,32 +171,110 @@ const TICK_BUCKET_BOUNDS_NANOS: [u64; 28] = [
     100_000_000,
 ];
 
-/// Tick durations counted per bucket of [`TICK_BUCKET_BOUNDS_NANOS`] (plus the overflow bucket):
-/// fixed memory, one relaxed add per tick, and mergeable or subtractable by readers (Prometheus
+/// Upper bounds (nanoseconds) of the state-age histogram: 0.1 ms to 1 s. A state waits for its
+/// client's writer (and the latest-wins pacing of a slow client) before it is sent.
+const STATE_AGE_BOUNDS_NANOS: [u64; 16] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    4_000_000,
+    8_000_000,
+    16_700_000,
+    25_000_000,
+    33_300_000,
+    50_000_000,
+    100_000_000,
+    200_000_000,
+    400_000_000,
+    700_000_000,
+    1_000_000_000,
+];
+
+/// Upper bounds (nanoseconds) of the state-encoding histogram: 5 µs to 50 ms.
+const ENCODE_BOUNDS_NANOS: [u64; 14] = [
+    5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000,
+    10_000_000, 20_000_000, 30_000_000, 50_000_000,
+];
+
+/// Upper bounds (bytes) of the message-size histograms: 64 B to 1 MiB (the hard frame cap).
+const MESSAGE_BOUNDS_BYTES: [u64; 15] = [
+    64, 128, 256, 512, 1024, 2048, 4096, 8192, 16_384, 32_768, 65_536, 131_072, 262_144, 524_288,
+    1_048_576,
+];
+
+/// Values counted per bucket of fixed bounds (plus an overflow bucket), and their sum: fixed
+/// memory, two relaxed adds per value, and mergeable or subtractable by readers (Prometheus
 /// computes percentiles over any window from two scrapes).
 #[derive(Debug)]
-pub(crate) struct TickHistogram {
-    counts: [AtomicU64; TICK_BUCKET_BOUNDS_NANOS.len() + 1],
+pub(crate) struct Histogram {
+    /// Inclusive upper bounds, ascending, in the recorded unit (nanoseconds, bytes).
+    bounds: &'static [u64],
+    /// Recorded units per exposed one (1e9 for nanoseconds shown as seconds); a division, so
+    /// that bounds print as written (700 ms is 0.7, not 0.7000000000000001).
+    per_unit: f64,
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
 }
 
-impl Default for TickHistogram {
-    fn default() -> Self {
-        TickHistogram {
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+impl Histogram {
+    fn new(bounds: &'static [u64], per_unit: f64) -> Self {
+        Histogram {
+            bounds,
+            per_unit,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
         }
     }
-}
 
-impl TickHistogram {
-    fn record(&self, nanos: u64) {
-        // The first bucket whose bound is at least `nanos` (bounds are inclusive, as `le` says);
+    pub fn record(&self, value: u64) {
+        // The first bucket whose bound is at least `value` (bounds are inclusive, as `le` says);
         // past the last bound, the overflow bucket.
-        let index = TICK_BUCKET_BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
+        let index = self.bounds.partition_point(|&bound| bound < value);
         self.counts[index].fetch_add(1, Relaxed);
+        self.sum.fetch_add(value, Relaxed);
     }
 
     fn counts(&self) -> Vec<u64> {
         self.counts.iter().map(|c| c.load(Relaxed)).collect()
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: self
+                .bounds
+                .iter()
+                .map(|&b| b as f64 / self.per_unit)
+                .collect(),
+            counts: self.counts(),
+            sum: self.sum.load(Relaxed) as f64 / self.per_unit,
+        }
+    }
+}
+
+/// A point-in-time copy of a histogram.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct HistogramSnapshot {
+    /// Upper bounds (inclusive) of the buckets, ascending.
+    pub bounds: Vec<f64>,
+    /// Values per bucket, not cumulative; one more entry than `bounds`: above the last bound.
+    pub counts: Vec<u64>,
+    /// Sum of the values.
+    pub sum: f64,
+}
+
+impl HistogramSnapshot {
+    /// Values counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The `q`-quantile estimated like Prometheus' `histogram_quantile` (the overflow bucket runs
+    /// up to the last bound); 0 when nothing was counted.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let last = self.bounds.last().copied().unwrap_or(0.0);
+        estimate_quantile(&self.bounds, &self.counts, last, q)
     }
 }
 
@@ -237,6 +390,15 @@ pub struct MetricsSnapshot {
     pub states_encoded: u64,
     /// Time spent encoding them, seconds (per-client encoding runs on the gateway's workers).
     pub state_encode_seconds: f64,
+    /// Age of each state message when handed to its client's socket, seconds (from the
+    /// publication of its snapshot by the campaign router).
+    pub state_age_seconds: HistogramSnapshot,
+    /// Duration of each state encoding, seconds.
+    pub state_encode_duration_seconds: HistogramSnapshot,
+    /// Sizes of the state messages sent, bytes.
+    pub state_message_bytes: HistogramSnapshot,
+    /// Sizes of the other messages sent (welcomes, events, errors, pongs), bytes.
+    pub event_message_bytes: HistogramSnapshot,
     /// Per campaign, sorted by id.
     pub campaigns: Vec<CampaignMetricsSnapshot>,
 }
@@ -306,6 +468,10 @@ impl Metrics {
             task_panics: get(&self.task_panics),
             states_encoded: get(&self.states_encoded),
             state_encode_seconds: nanos_to_seconds(get(&self.encode_nanos)),
+            state_age_seconds: self.state_age.snapshot(),
+            state_encode_duration_seconds: self.encode_duration.snapshot(),
+            state_message_bytes: self.state_message_bytes.snapshot(),
+            event_message_bytes: self.event_message_bytes.snapshot(),
             campaigns,
         }
     }
@@ -314,267 +480,333 @@ impl Metrics {
 impl MetricsSnapshot {
     /// The figures in the Prometheus text exposition format (version 0.0.4).
     pub fn to_prometheus(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let mut scalar = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        scalar(
-            "nexus_gateway_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            &self.connections_open,
-        );
-        scalar(
-            "nexus_gateway_connections_accepted_total",
-            "counter",
-            "WebSocket connections accepted.",
-            &self.connections_accepted,
-        );
-        scalar(
-            "nexus_gateway_http_requests_total",
-            "counter",
-            "Plain HTTP requests served.",
-            &self.http_requests,
-        );
-        scalar(
-            "nexus_gateway_messages_in_total",
-            "counter",
-            "WebSocket data messages received.",
-            &self.messages_in,
-        );
-        scalar(
-            "nexus_gateway_bytes_in_total",
-            "counter",
-            "Bytes of WebSocket data messages received.",
-            &self.bytes_in,
-        );
-        scalar(
-            "nexus_gateway_messages_out_total",
-            "counter",
-            "WebSocket data messages sent.",
-            &self.messages_out,
-        );
-        scalar(
-            "nexus_gateway_bytes_out_total",
-            "counter",
-            "Bytes of WebSocket data messages sent.",
-            &self.bytes_out,
-        );
-        scalar(
-            "nexus_gateway_state_updates_dropped_total",
-            "counter",
-            "State updates replaced by a newer one before a slow client took them (latest-wins).",
-            &self.state_updates_dropped,
-        );
-        scalar(
-            "nexus_gateway_inputs_rejected_total",
-            "counter",
-            "Client inputs refused (rate limit, not joined, forbidden, host refusal).",
-            &self.inputs_rejected,
-        );
-        scalar(
-            "nexus_gateway_errors_sent_total",
-            "counter",
-            "Error events sent to clients.",
-            &self.errors_sent,
-        );
-        scalar(
-            "nexus_gateway_auth_failures_total",
-            "counter",
-            "Join attempts refused for their token.",
-            &self.auth_failures,
-        );
-        scalar(
-            "nexus_gateway_states_encoded_total",
-            "counter",
-            "State messages encoded (one per client per snapshot it got).",
-            &self.states_encoded,
-        );
-        scalar(
-            "nexus_gateway_state_encode_seconds_total",
-            "counter",
-            "Time spent encoding state messages.",
-            &self.state_encode_seconds,
-        );
-        scalar(
-            "nexus_gateway_task_panics_total",
-            "counter",
-            "Connection tasks that panicked (a bug).",
-            &self.task_panics,
-        );
-
-        let _ = writeln!(
-            out,
-            "# HELP nexus_gateway_connections_rejected_total Connections refused, by reason.\n\
-             # TYPE nexus_gateway_connections_rejected_total counter"
-        );
-        for (reason, value) in [
-            (
-                "too_many_connections",
-                self.connections_rejected_total_limit,
-            ),
-            (
-                "too_many_connections_from_address",
-                self.connections_rejected_address_limit,
-            ),
-            ("overload", self.connections_rejected_overload),
-        ] {
-            let _ = writeln!(
-                out,
-                "nexus_gateway_connections_rejected_total{{reason=\"{reason}\"}} {value}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP nexus_gateway_disconnects_total Connections closed by the server, by reason.\n\
-             # TYPE nexus_gateway_disconnects_total counter"
-        );
-        for (reason, value) in [
-            ("slow_consumer", self.disconnects_slow_consumer),
-            ("idle_timeout", self.disconnects_idle),
-            ("join_timeout", self.disconnects_join_timeout),
-            ("flooding", self.disconnects_flood),
-            ("frame_too_large", self.disconnects_oversized),
-        ] {
-            let _ = writeln!(
-                out,
-                "nexus_gateway_disconnects_total{{reason=\"{reason}\"}} {value}"
-            );
-        }
-
-        type Field = fn(&CampaignMetricsSnapshot) -> String;
-        let per_campaign: [(&str, &str, &str, Field); 10] = [
-            (
-                "nexus_gateway_campaign_clients",
-                "gauge",
-                "Clients joined, per campaign.",
-                |c| c.clients.to_string(),
-            ),
-            (
-                "nexus_gateway_campaign_messages_out_total",
-                "counter",
-                "Messages sent, per campaign.",
-                |c| c.messages_out.to_string(),
-            ),
-            (
-                "nexus_gateway_campaign_bytes_out_total",
-                "counter",
-                "Bytes sent, per campaign.",
-                |c| c.bytes_out.to_string(),
-            ),
-            (
-                "nexus_gateway_campaign_state_bytes_out_total",
-                "counter",
-                "Bytes of the state stream sent, per campaign.",
-                |c| c.state_bytes_out.to_string(),
-            ),
-            (
-                "nexus_gateway_campaign_state_updates_dropped_total",
-                "counter",
-                "State updates dropped (latest-wins), per campaign.",
-                |c| c.state_updates_dropped.to_string(),
-            ),
-            (
-                "nexus_gateway_campaign_inputs_rejected_total",
-                "counter",
-                "Inputs refused, per campaign.",
-                |c| c.inputs_rejected.to_string(),
-            ),
-            (
-                "nexus_gateway_campaign_snapshots_published_total",
-                "counter",
-                "State snapshots published by the host, per campaign.",
-                |c| c.snapshots_published.to_string(),
-            ),
-            (
-                "nexus_gateway_tick_seconds",
-                "gauge",
-                "Duration of the host's last tick, per campaign.",
-                |c| c.tick_seconds_last.to_string(),
-            ),
-            (
-                "nexus_gateway_tick_seconds_max",
-                "gauge",
-                "Longest host tick, per campaign.",
-                |c| c.tick_seconds_max.to_string(),
-            ),
-            (
-                "nexus_gateway_ticks_total",
-                "counter",
-                "Host ticks reported, per campaign.",
-                |c| c.ticks.to_string(),
-            ),
-        ];
-        for (name, kind, help, field) in per_campaign {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for campaign in &self.campaigns {
-                let _ = writeln!(
-                    out,
-                    "{name}{{campaign=\"{}\"}} {}",
-                    escape_label(&campaign.campaign_id),
-                    field(campaign)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP nexus_gateway_tick_seconds_sum Sum of host tick durations, per campaign.\n\
-             # TYPE nexus_gateway_tick_seconds_sum counter"
-        );
-        for campaign in &self.campaigns {
-            let _ = writeln!(
-                out,
-                "nexus_gateway_tick_seconds_sum{{campaign=\"{}\"}} {}",
-                escape_label(&campaign.campaign_id),
-                campaign.tick_seconds_total
-            );
-        }
-        let name = "nexus_gateway_campaign_tick_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Host tick durations, per campaign.\n# TYPE {name} histogram"
-        );
-        for campaign in &self.campaigns {
-            let label = escape_label(&campaign.campaign_id);
-            // Buckets are cumulative in the exposition format; `_count` is the `+Inf` bucket,
-            // so both come from the same counts even though the counters are read one by one.
-            let mut cumulative = 0u64;
-            for (index, &count) in campaign.tick_seconds_bucket_counts.iter().enumerate() {
-                cumulative += count;
-                let le = match campaign.tick_seconds_bucket_bounds.get(index) {
-                    Some(bound) => bound.to_string(),
-                    None => "+Inf".to_string(),
-                };
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{campaign=\"{label}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{name}_sum{{campaign=\"{label}\"}} {}\n{name}_count{{campaign=\"{label}\"}} {cumulative}",
-                campaign.tick_seconds_total
-            );
-        }
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(SnapshotCollector(self.clone())));
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail, and the collector below never fails.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
         out
     }
 }
 
-/// Escapes a label value as the exposition format requires (backslash, quote, newline).
-fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+/// Encodes one snapshot: the gateway's figures are atomics read at scrape time, not
+/// prometheus-client metrics (a scrape must not make the hot paths wait, and a campaign's series
+/// go when it closes).
+#[derive(Debug)]
+struct SnapshotCollector(MetricsSnapshot);
+
+/// Counters are named without `_total`: the encoder appends it.
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: impl prometheus_client::encoding::EncodeCounterValue
+    + Clone
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: impl prometheus_client::encoding::EncodeGaugeValue + std::fmt::Debug + Send + Sync + 'static,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+/// `(upper bound, count)` pairs as the encoder takes them (not cumulative; `+Inf` last).
+fn buckets(bounds: &[f64], counts: &[u64]) -> Vec<(f64, u64)> {
+    bounds
+        .iter()
+        .copied()
+        .chain(std::iter::once(f64::INFINITY))
+        .zip(counts.iter().copied())
+        .collect()
+}
+
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(&[(&str, &str)], &HistogramSnapshot)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, histogram) in series {
+        let buckets = buckets(&histogram.bounds, &histogram.counts);
+        family
+            .encode_family(labels)?
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                histogram.sum,
+                histogram.count(),
+                &buckets,
+                None,
+            )?;
     }
-    out
+    Ok(())
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = &self.0;
+        let e = &mut encoder;
+        gauge(
+            e,
+            "nexus_gateway_connections",
+            "Open WebSocket connections.",
+            m.connections_open,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_connections_accepted",
+            "WebSocket connections accepted.",
+            m.connections_accepted,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_http_requests",
+            "Plain HTTP requests served.",
+            m.http_requests,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_messages_in",
+            "WebSocket data messages received.",
+            m.messages_in,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_bytes_in",
+            "Bytes of WebSocket data messages received.",
+            m.bytes_in,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_messages_out",
+            "WebSocket data messages sent.",
+            m.messages_out,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_bytes_out",
+            "Bytes of WebSocket data messages sent.",
+            m.bytes_out,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_state_updates_dropped",
+            "State updates replaced by a newer one before a slow client took them (latest-wins).",
+            m.state_updates_dropped,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_inputs_rejected",
+            "Client inputs refused (rate limit, not joined, forbidden, host refusal).",
+            m.inputs_rejected,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_errors_sent",
+            "Error events sent to clients.",
+            m.errors_sent,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_auth_failures",
+            "Join attempts refused for their token.",
+            m.auth_failures,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_states_encoded",
+            "State messages encoded (one per client per snapshot it got).",
+            m.states_encoded,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_state_encode_seconds",
+            "Time spent encoding state messages.",
+            m.state_encode_seconds,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_task_panics",
+            "Connection tasks that panicked (a bug).",
+            m.task_panics,
+        )?;
+
+        let mut family = e.encode_descriptor(
+            "nexus_gateway_connections_rejected",
+            "Connections refused, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, value) in [
+            ("too_many_connections", m.connections_rejected_total_limit),
+            (
+                "too_many_connections_from_address",
+                m.connections_rejected_address_limit,
+            ),
+            ("overload", m.connections_rejected_overload),
+        ] {
+            ConstCounter::new(value).encode(family.encode_family(&[("reason", reason)])?)?;
+        }
+        let mut family = e.encode_descriptor(
+            "nexus_gateway_disconnects",
+            "Connections closed by the server, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, value) in [
+            ("slow_consumer", m.disconnects_slow_consumer),
+            ("idle_timeout", m.disconnects_idle),
+            ("join_timeout", m.disconnects_join_timeout),
+            ("flooding", m.disconnects_flood),
+            ("frame_too_large", m.disconnects_oversized),
+        ] {
+            ConstCounter::new(value).encode(family.encode_family(&[("reason", reason)])?)?;
+        }
+
+        type Field = fn(&CampaignMetricsSnapshot) -> f64;
+        // (name, type, help, value); integer figures are exact in an f64 far beyond any count
+        // a gateway reaches, and the encoder prints whole numbers without a fraction.
+        let per_campaign: [(&str, MetricType, &str, Field); 11] = [
+            (
+                "nexus_gateway_campaign_clients",
+                MetricType::Gauge,
+                "Clients joined, per campaign.",
+                |c| c.clients as f64,
+            ),
+            (
+                "nexus_gateway_campaign_messages_out",
+                MetricType::Counter,
+                "Messages sent, per campaign.",
+                |c| c.messages_out as f64,
+            ),
+            (
+                "nexus_gateway_campaign_bytes_out",
+                MetricType::Counter,
+                "Bytes sent, per campaign.",
+                |c| c.bytes_out as f64,
+            ),
+            (
+                "nexus_gateway_campaign_state_bytes_out",
+                MetricType::Counter,
+                "Bytes of the state stream sent, per campaign.",
+                |c| c.state_bytes_out as f64,
+            ),
+            (
+                "nexus_gateway_campaign_state_updates_dropped",
+                MetricType::Counter,
+                "State updates dropped (latest-wins), per campaign.",
+                |c| c.state_updates_dropped as f64,
+            ),
+            (
+                "nexus_gateway_campaign_inputs_rejected",
+                MetricType::Counter,
+                "Inputs refused, per campaign.",
+                |c| c.inputs_rejected as f64,
+            ),
+            (
+                "nexus_gateway_campaign_snapshots_published",
+                MetricType::Counter,
+                "State snapshots published by the host, per campaign.",
+                |c| c.snapshots_published as f64,
+            ),
+            (
+                "nexus_gateway_tick_seconds",
+                MetricType::Gauge,
+                "Duration of the host's last tick, per campaign.",
+                |c| c.tick_seconds_last,
+            ),
+            (
+                "nexus_gateway_tick_seconds_max",
+                MetricType::Gauge,
+                "Longest host tick, per campaign.",
+                |c| c.tick_seconds_max,
+            ),
+            (
+                "nexus_gateway_ticks",
+                MetricType::Counter,
+                "Host ticks reported, per campaign.",
+                |c| c.ticks as f64,
+            ),
+            // A gauge so that the name stays `_sum` (the encoder would append `_total` to a
+            // counter's); `nexus_gateway_campaign_tick_seconds_sum` is the same figure.
+            (
+                "nexus_gateway_tick_seconds_sum",
+                MetricType::Gauge,
+                "Sum of host tick durations, per campaign.",
+                |c| c.tick_seconds_total,
+            ),
+        ];
+        for (name, kind, help, field) in per_campaign {
+            let mut family = e.encode_descriptor(name, help, None, kind)?;
+            for campaign in &m.campaigns {
+                let labels = [("campaign", campaign.campaign_id.as_str())];
+                let value = field(campaign);
+                let metric = family.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter if value.fract() == 0.0 => {
+                        ConstCounter::new(value as u64).encode(metric)?
+                    }
+                    MetricType::Counter => ConstCounter::new(value).encode(metric)?,
+                    _ if value.fract() == 0.0 => ConstGauge::new(value as i64).encode(metric)?,
+                    _ => ConstGauge::new(value).encode(metric)?,
+                }
+            }
+        }
+        let ticks: Vec<HistogramSnapshot> = m
+            .campaigns
+            .iter()
+            .map(|c| HistogramSnapshot {
+                bounds: c.tick_seconds_bucket_bounds.clone(),
+                counts: c.tick_seconds_bucket_counts.clone(),
+                sum: c.tick_seconds_total,
+            })
+            .collect();
+        let labels: Vec<[(&str, &str); 1]> = m
+            .campaigns
+            .iter()
+            .map(|c| [("campaign", c.campaign_id.as_str())])
+            .collect();
+        let series: Vec<(&[(&str, &str)], &HistogramSnapshot)> =
+            labels.iter().map(|l| &l[..]).zip(ticks.iter()).collect();
+        histogram(
+            e,
+            "nexus_gateway_campaign_tick_seconds",
+            "Host tick durations, per campaign.",
+            &series,
+        )?;
+        histogram(
+            e,
+            "nexus_gateway_state_age_seconds",
+            "Age of state messages when handed to the client's socket, from the snapshot's publication.",
+            &[(&[], &m.state_age_seconds)],
+        )?;
+        histogram(
+            e,
+            "nexus_gateway_state_encode_duration_seconds",
+            "Duration of each state encoding.",
+            &[(&[], &m.state_encode_duration_seconds)],
+        )?;
+        histogram(
+            e,
+            "nexus_gateway_message_out_bytes",
+            "Sizes of the messages sent, by kind (state stream, or reliable events).",
+            &[
+                (&[("kind", "state")], &m.state_message_bytes),
+                (&[("kind", "event")], &m.event_message_bytes),
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -717,5 +949,37 @@ mod tests {
             (snapshot.tick_seconds_p99 - 0.199).abs() < 1e-12,
             "{snapshot:?}"
         );
+    }
+
+    #[test]
+    fn gateway_histograms_count_sum_and_print_their_bounds_as_written() {
+        let metrics = Metrics::default();
+        metrics.state_age.record(700_000_000); // 0.7 s: on a bound, counted in it
+        metrics.state_age.record(2_000_000_000); // past the last bound
+        metrics.state_message_bytes.record(100);
+        metrics.event_message_bytes.record(5_000_000);
+        let snapshot = metrics.snapshot(vec![]);
+        let age = &snapshot.state_age_seconds;
+        assert_eq!(age.count(), 2);
+        assert!((age.sum - 2.7).abs() < 1e-12, "{age:?}");
+        assert_eq!(*age.counts.last().unwrap(), 1);
+        assert!(
+            (age.quantile(0.25) - 0.55).abs() < 1e-9,
+            "{}",
+            age.quantile(0.25)
+        );
+        let text = snapshot.to_prometheus();
+        for line in [
+            "\nnexus_gateway_state_age_seconds_bucket{le=\"0.4\"} 0\n",
+            "\nnexus_gateway_state_age_seconds_bucket{le=\"0.7\"} 1\n",
+            "\nnexus_gateway_state_age_seconds_bucket{le=\"+Inf\"} 2\n",
+            "\nnexus_gateway_state_age_seconds_count 2\n",
+            "\nnexus_gateway_message_out_bytes_bucket{kind=\"state\",le=\"128\"} 1\n",
+            "\nnexus_gateway_message_out_bytes_bucket{kind=\"event\",le=\"+Inf\"} 1\n",
+            "\nnexus_gateway_message_out_bytes_sum{kind=\"event\"} 5000000.0\n",
+            "\nnexus_gateway_state_encode_duration_seconds_count 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 }

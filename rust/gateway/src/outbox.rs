@@ -17,10 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::{CloseCode, Utf8Bytes, close_code};
 use nexus_sim::state::{ObjectId, Tick};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::CampaignMetrics;
@@ -184,7 +183,7 @@ impl Outbox {
                 inner.state = None;
                 inner.held_back = None;
                 inner.close = Some(CloseRequest {
-                    code: CloseCode::Again,
+                    code: close_code::AGAIN,
                     reason_code: codes::SLOW_CONSUMER.to_string(),
                     message: format!(
                         "more than {} reliable events waiting; reconnect",
@@ -489,7 +488,7 @@ mod tests {
         let close = outbox.due_close().unwrap();
         assert_eq!(
             (close.code, close.reason_code.as_str()),
-            (CloseCode::Again, "slow_consumer")
+            (close_code::AGAIN, "slow_consumer")
         );
         assert!(outbox.pop_reliable().is_none());
         assert_eq!(outbox.push_reliable(text("d")), ReliablePush::Closed);
@@ -501,7 +500,7 @@ mod tests {
         let outbox = Outbox::new(8);
         outbox.push_reliable(text("error"));
         outbox.request_close(CloseRequest {
-            code: CloseCode::Policy,
+            code: close_code::POLICY,
             reason_code: "invalid_token".into(),
             message: "no".into(),
             discard_pending: false,
@@ -515,7 +514,7 @@ mod tests {
     #[test]
     fn close_reason_fits_a_close_frame() {
         let close = CloseRequest {
-            code: CloseCode::Policy,
+            code: close_code::POLICY,
             reason_code: "x".into(),
             message: "é".repeat(200),
             discard_pending: false,

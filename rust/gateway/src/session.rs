@@ -16,29 +16,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::ws::{CloseCode, CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use nexus_sim::state::{ClientId, ObjectId};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Role, unix_now};
-use crate::campaign::{Campaign, HostSendError, MemberInfo};
-use crate::http::PrefixedStream;
+use crate::campaign::{Campaign, HostSendError};
 use crate::link::HostEvent;
 use crate::metrics::{CampaignMetrics, Metrics};
 use crate::outbox::{CloseRequest, JoinPhase, Outbox, Reliable, ReliablePush};
 use crate::ratelimit::TokenBucket;
-use crate::server::{ConnectionSlot, Shared, supervised};
-use crate::wire::{self, ClientFrame, ClientMessage, ClientStateEncoder, Encoding, codes};
+use crate::shared::{ConnectionSlot, Shared, supervised};
+use crate::wire::{
+    self, ClientFrame, ClientMessage, ClientStateEncoder, Encoding, MemberInfo, codes,
+};
 
-type Socket = WebSocketStream<PrefixedStream<TcpStream>>;
+type Socket = WebSocket;
 
 /// Serves one upgraded connection until it closes.
 pub(crate) async fn run(
@@ -90,7 +88,7 @@ pub(crate) async fn run(
     session.leave("disconnected");
     // Make sure the writer stops even if nobody asked for a close (the client vanished).
     outbox.request_close(CloseRequest {
-        code: CloseCode::Normal,
+        code: close_code::NORMAL,
         reason_code: "closed".into(),
         message: "connection closed".into(),
         discard_pending: true,
@@ -179,7 +177,7 @@ impl Session {
                     if self.outbox.phase() != JoinPhase::Welcomed && now >= join_deadline {
                         Metrics::inc(&self.shared.metrics.disconnect_join_timeout);
                         self.close(
-                            CloseCode::Policy,
+                            close_code::POLICY,
                             codes::JOIN_TIMEOUT,
                             format!("not joined within {:?} of connecting", config.session.join_timeout),
                             false,
@@ -187,7 +185,7 @@ impl Session {
                     } else if now >= last_activity + idle_timeout {
                         Metrics::inc(&self.shared.metrics.disconnect_idle);
                         self.close(
-                            CloseCode::Policy,
+                            close_code::POLICY,
                             codes::IDLE_TIMEOUT,
                             format!("nothing received for {idle_timeout:?} (answer pings)"),
                             true,
@@ -201,6 +199,14 @@ impl Session {
     }
 
     fn close(&self, code: CloseCode, reason_code: &str, message: String, discard: bool) {
+        tracing::debug!(
+            campaign = self.campaign_id(),
+            client = self.joined.as_ref().map(|j| j.client_id),
+            code,
+            reason = reason_code,
+            %message,
+            "closing the connection"
+        );
         if !discard {
             self.send_error(reason_code, &message);
         }
@@ -242,7 +248,7 @@ impl Session {
             Message::Text(text) => text.len(),
             Message::Binary(bytes) => bytes.len(),
             // Pings are answered by tungstenite; pongs and pings only prove liveness.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return,
         };
         Metrics::inc(&self.shared.metrics.messages_in);
         Metrics::add(&self.shared.metrics.bytes_in, size as u64);
@@ -280,7 +286,7 @@ impl Session {
         if !self.strikes.try_take(1.0, now.into_std()) {
             Metrics::inc(&self.shared.metrics.disconnect_flood);
             self.close(
-                CloseCode::Policy,
+                close_code::POLICY,
                 codes::RATE_LIMITED,
                 "flooding: far above the message and input rate limits".into(),
                 false,
@@ -347,7 +353,7 @@ impl Session {
             ClientMessage::Leave { .. } => {
                 self.leave("left");
                 self.outbox.request_close(CloseRequest {
-                    code: CloseCode::Normal,
+                    code: close_code::NORMAL,
                     reason_code: "left".into(),
                     message: "you left the campaign".into(),
                     discard_pending: false,
@@ -436,8 +442,9 @@ impl Session {
             Ok(claims) => claims,
             Err(err) => {
                 Metrics::inc(&self.shared.metrics.auth_failures);
+                tracing::debug!(campaign = wire::truncate(&metadata.campaign_id, 64), %err, "join refused: bad token");
                 return self.close(
-                    CloseCode::Policy,
+                    close_code::POLICY,
                     codes::INVALID_TOKEN,
                     err.to_string(),
                     false,
@@ -488,6 +495,7 @@ impl Session {
         };
         match campaign.send_to_host(event, true) {
             Ok(()) => {
+                tracing::debug!(campaign = %campaign.id, client_id, %claims.name, role = %claims.role, "client joining");
                 self.joined = Some(Joined {
                     campaign,
                     client_id,
@@ -508,6 +516,7 @@ impl Session {
     /// Leaves the joined campaign, telling the host (reliably: its avatar must go).
     fn leave(&mut self, reason: &str) {
         if let Some(joined) = self.joined.take() {
+            tracing::debug!(campaign = %joined.campaign.id, client_id = joined.client_id, reason, "client left");
             joined.campaign.remove_member(joined.client_id);
             let _ = joined.campaign.send_to_host(
                 HostEvent::ClientLeft {
@@ -523,25 +532,28 @@ impl Session {
 
 /// The close to answer a WebSocket-level violation with, or `None` when the peer simply went away.
 fn violation(
-    err: &tokio_tungstenite::tungstenite::Error,
+    err: &axum::Error,
     hard_max_frame_bytes: usize,
 ) -> Option<(CloseCode, &'static str, String)> {
-    use tokio_tungstenite::tungstenite::Error;
-    use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
+    use std::error::Error as _;
+    use tungstenite::Error;
+    use tungstenite::error::ProtocolError as WsProtocolError;
+    // axum wraps tungstenite's error; what it was decides the close code.
+    let err = err.source()?.downcast_ref::<Error>()?;
     match err {
         Error::Capacity(_) => Some((
-            CloseCode::Size,
+            close_code::SIZE,
             codes::FRAME_TOO_LARGE,
             format!("a frame above the hard cap of {hard_max_frame_bytes} bytes"),
         )),
         Error::Utf8(_) => Some((
-            CloseCode::Invalid,
+            close_code::INVALID,
             codes::PROTOCOL_VIOLATION,
             "a text frame that is not valid UTF-8".into(),
         )),
         Error::Protocol(WsProtocolError::ResetWithoutClosingHandshake) => None,
         Error::Protocol(violation) => Some((
-            CloseCode::Protocol,
+            close_code::PROTOCOL,
             codes::PROTOCOL_VIOLATION,
             format!("WebSocket protocol violation: {violation}"),
         )),
@@ -619,7 +631,7 @@ impl Writer {
                 }
                 _ = shutdown.cancelled() => {
                     self.outbox.request_close(CloseRequest {
-                        code: CloseCode::Away,
+                        code: close_code::AWAY,
                         reason_code: codes::SHUTTING_DOWN.into(),
                         message: "the server is shutting down".into(),
                         discard_pending: true,
@@ -671,18 +683,21 @@ impl Writer {
         Metrics::inc(&metrics.states_encoded);
         if encoded_here {
             // Time of the encodings themselves; shared ones cost the others a copy.
-            Metrics::add(
-                &metrics.encode_nanos,
-                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            );
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            Metrics::add(&metrics.encode_nanos, nanos);
+            metrics.encode_duration.record(nanos);
         }
+        let age = item.snapshot.published.elapsed();
+        metrics
+            .state_age
+            .record(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
         Some(message)
     }
 
     /// Queues `message` on the socket (written out by the next flush, or sooner when the
     /// buffer fills) and counts it.
     async fn send_counted(&mut self, message: Message, is_state: bool) {
-        let size = message.len() as u64;
+        let size = message_len(&message) as u64;
         let queued = tokio::select! {
             biased;
             fed = self.sink.feed(message) => fed.map_err(|_| SendFailed),
@@ -694,6 +709,11 @@ impl Writer {
                 let metrics = &self.shared.metrics;
                 Metrics::inc(&metrics.messages_out);
                 Metrics::add(&metrics.bytes_out, size);
+                if is_state {
+                    metrics.state_message_bytes.record(size);
+                } else {
+                    metrics.event_message_bytes.record(size);
+                }
                 if let Some(campaign) = &self.campaign_metrics {
                     Metrics::inc(&campaign.messages_out);
                     Metrics::add(&campaign.bytes_out, size);
@@ -731,7 +751,7 @@ impl Writer {
 
     fn connection_lost(&self) {
         self.outbox.request_close(CloseRequest {
-            code: CloseCode::Error,
+            code: close_code::ERROR,
             reason_code: "connection_lost".into(),
             message: "the connection failed".into(),
             discard_pending: true,
@@ -745,5 +765,14 @@ impl Writer {
         };
         let grace = self.shared.config.session.close_grace;
         let _ = tokio::time::timeout(grace, self.sink.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// Payload bytes of a message (what the byte counters count).
+fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
+        Message::Close(frame) => frame.as_ref().map_or(0, |f| 2 + f.reason.len()),
     }
 }

@@ -4,22 +4,22 @@
 use nexus_protocol::server::{self as events, Welcome};
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
 use nexus_protocol::{
     EncodedState, SharedSnapshot, SharedStateEncoder, SharedStreamSettings, SharedTimeline,
     StateEncoder, StatePayload,
 };
 use nexus_sim::event::WorldEvent;
 use nexus_sim::state::{ClientId, ObjectId, Tick, WorldState};
-use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
 pub use nexus_protocol::{
     ActionRequest, ClientFrame, ClientMessage, Encoding, Envelope, JoinRequest, Limits, Metadata,
     ObjectUpdateRequest, ProtocolError, SnapshotConfig, StreamSettings,
 };
 
+use crate::auth::Role;
 use crate::auth::unix_now_f64;
-use crate::campaign::MemberInfo;
-use crate::config::GatewayConfig;
 
 /// Error codes: the protocol's, plus the few only the gateway produces.
 pub mod codes {
@@ -99,6 +99,8 @@ pub(crate) fn timeline(campaign_id: &str, settings: &InterestSettings) -> Shared
 pub(crate) struct SharedState {
     entry: Arc<SharedSnapshot>,
     timeline: Arc<SharedTimeline>,
+    /// When the campaign router published it (for the state-age histogram).
+    pub published: std::time::Instant,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -116,6 +118,7 @@ impl SharedState {
         SharedState {
             entry: timeline.publish(state),
             timeline: timeline.clone(),
+            published: std::time::Instant::now(),
         }
     }
 
@@ -262,6 +265,15 @@ pub(crate) fn world_event_text(event: &WorldEvent, campaign_id: &str) -> Option<
     Some(events::world_event(campaign_id, event).to_json())
 }
 
+/// What the router needs to know about a member to welcome it.
+#[derive(Clone, Debug)]
+pub(crate) struct MemberInfo {
+    pub name: String,
+    pub role: Role,
+    pub interest_radius: f32,
+    pub encoding: Encoding,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn welcome_text(
     campaign_id: &str,
@@ -271,7 +283,7 @@ pub(crate) fn welcome_text(
     world_state_json: &str,
     state_rate: u32,
     member: &MemberInfo,
-    config: &GatewayConfig,
+    limits: &Limits,
 ) -> String {
     let welcome = Welcome {
         client_id,
@@ -283,7 +295,7 @@ pub(crate) fn welcome_text(
         role: member.role.as_str(),
         encoding: member.encoding,
         interest_radius: member.interest_radius,
-        limits: &config.limits,
+        limits,
         server_time: unix_now_f64(),
     };
     events::welcome_with_state_json(campaign_id, &welcome, world_state_json)

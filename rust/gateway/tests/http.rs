@@ -32,6 +32,17 @@ async fn metrics_are_served_in_prometheus_text_format() {
         "# TYPE nexus_gateway_state_updates_dropped_total counter",
         "# TYPE nexus_gateway_inputs_rejected_total counter",
         "nexus_gateway_connections_rejected_total{reason=\"too_many_connections\"} 0\n",
+        // The histograms: tick time per campaign, and the state stream's age, encoding time and
+        // message sizes (one state sent so far; the welcome was an event).
+        "# TYPE nexus_gateway_campaign_tick_seconds histogram",
+        "nexus_gateway_campaign_tick_seconds_count{campaign=\"alpha\"} 1\n",
+        "# TYPE nexus_gateway_state_age_seconds histogram",
+        "\nnexus_gateway_state_age_seconds_count 1\n",
+        "nexus_gateway_state_age_seconds_bucket{le=\"+Inf\"} 1\n",
+        "\nnexus_gateway_state_encode_duration_seconds_count 1\n",
+        "# TYPE nexus_gateway_message_out_bytes histogram",
+        "nexus_gateway_message_out_bytes_count{kind=\"state\"} 1\n",
+        "nexus_gateway_message_out_bytes_bucket{kind=\"state\",le=\"1.048576e+06\"} 1\n",
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }
@@ -42,6 +53,44 @@ async fn metrics_are_served_in_prometheus_text_format() {
         .parse()
         .unwrap();
     assert!(bytes_out > 0);
+    let event_messages: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("nexus_gateway_message_out_bytes_count{kind=\"event\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(event_messages >= 1, "the welcome at least");
+    // Every series the shipped Grafana dashboard queries is served.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../monitoring/grafana-dashboard.json"
+    ))
+    .expect("monitoring/grafana-dashboard.json");
+    let _: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let mut queried: Vec<&str> = dashboard
+        .match_indices("nexus_gateway_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    queried.sort();
+    queried.dedup();
+    assert!(queried.len() > 10, "{queried:?}");
+    for name in queried {
+        assert!(
+            body.contains(&format!("\n# TYPE {name} ")) || body.contains(&format!("\n{name}")),
+            "the dashboard queries {name}, which /metrics does not serve"
+        );
+    }
+    // Every sample line is `name{labels} value` with a number.
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit_once(' ').expect("a value").1;
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
 }
 
 #[tokio::test]
@@ -82,5 +131,76 @@ async fn other_requests_get_clear_http_errors() {
     // The server still works.
     let mut client = connect(&gateway).await;
     client.round_trip("", 1).await;
-    assert_eq!(gateway.metrics().http_requests, 3);
+    // hyper answers an unparsable request itself; it is counted once its connection ends, which
+    // may be a moment after the client read the answer.
+    wait_metrics(&gateway, "three plain HTTP requests", |m| {
+        m.http_requests == 3
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn extra_routes_are_served_on_the_same_port() {
+    use nexus_gateway::axum::{Router, routing::get};
+    let mut config = dev_config();
+    config.extra_routes = Some(Router::new().route("/api/hello", get(|| async { "hello\n" })));
+    let gateway = start(config);
+    let response = http_get(&gateway, "/api/hello").await;
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("\r\n\r\nhello\n"), "{response}");
+    // The gateway's own routes are still there, and the WebSocket still works.
+    assert!(
+        http_get(&gateway, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let mut client = connect(&gateway).await;
+    client.round_trip("", 1).await;
+}
+
+#[test]
+fn extra_routes_that_overlap_the_gateways_are_a_configuration_error() {
+    use nexus_gateway::axum::{Router, routing::get};
+    for path in ["/health", "/metrics", "/ws"] {
+        let mut config = dev_config();
+        config.extra_routes = Some(Router::new().route(path, get(|| async { "mine" })));
+        let err = nexus_gateway::Gateway::start(config).unwrap_err();
+        assert!(
+            matches!(err, nexus_gateway::GatewayError::Config(_)),
+            "{path}: {err}"
+        );
+        assert!(err.to_string().contains("extra_routes"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn huge_request_heads_get_431_and_one_request_is_served_per_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = start(dev_config());
+    let mut stream = tokio::net::TcpStream::connect(gateway.local_addr())
+        .await
+        .unwrap();
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let _ = stream.write_all(huge.as_bytes()).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+
+    // Two pipelined requests: one answer (Connection: close), then the socket closes.
+    let mut stream = tokio::net::TcpStream::connect(gateway.local_addr())
+        .await
+        .unwrap();
+    let two = "GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n";
+    stream.write_all(two.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.matches("HTTP/1.1 200").count(), 1, "{response}");
+    assert!(response.contains("Connection: close"), "{response}");
 }

@@ -76,3 +76,34 @@ fn refuses_missing_or_bad_arguments_with_a_message() {
             .contains("Usage: nexus-token")
     );
 }
+
+#[test]
+fn logs_go_to_standard_error_filtered_by_rust_log() {
+    let run = |filter: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-token"));
+        command
+            .args(["--name", "Ada"])
+            .env("NEXUS_GATEWAY_SECRET", SECRET)
+            .env("RUST_LOG", filter)
+            .env("NO_COLOR", "1");
+        command.output().expect("nexus-token runs")
+    };
+    let debug = run("debug");
+    assert!(debug.status.success(), "{debug:?}");
+    let stderr = String::from_utf8_lossy(&debug.stderr);
+    assert!(stderr.contains("token minted"), "{stderr}");
+    // Standard output still carries the token alone.
+    let token = String::from_utf8(debug.stdout).unwrap();
+    assert_eq!(token.lines().count(), 1, "{token}");
+    assert!(
+        verify_token(
+            SECRET.as_bytes(),
+            token.trim(),
+            nexus_gateway::auth::unix_now()
+        )
+        .is_ok()
+    );
+    let quiet = run("warn");
+    assert!(quiet.status.success());
+    assert!(quiet.stderr.is_empty(), "{quiet:?}");
+}

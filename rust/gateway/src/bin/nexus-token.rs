@@ -101,12 +101,22 @@ fn run(options: &Options) -> Result<(), String> {
         return Err("--id must be non-empty, at most 64 bytes, without control characters".into());
     }
     println!("{}", mint_token(&secret, &claims));
+    tracing::debug!(name = %claims.name, role = %claims.role, expires_at = claims.expires_at, "token minted");
     Ok(())
 }
 
 fn main() -> ExitCode {
     // Bad or missing options: clap's message and exit code 2.
     let options = Options::parse();
+    // Logs go to standard error (standard output carries the token alone), filtered by RUST_LOG.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing::Level::INFO.into())
+                .from_env_lossy(),
+        )
+        .init();
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         // A missing or bad secret or name is a usage error too (exit 2, as before clap).
