@@ -19,8 +19,9 @@ use crate::failure;
 /// Authentication: with a `secret` (or `secret_file`) only signed tokens are accepted; with
 /// `development_mode` any non-empty token is accepted as the player's name. With neither the
 /// gateway refuses to start. On the command line (after `--`) `--port=N`, `--bind=ADDR`,
-/// `--secret-file=FILE`, `--dev`, `--max-connections=N`, `--max-connections-per-address=N` and
-/// `--io-niceness=N` override the properties when `allow_command_line` is on, as
+/// `--secret-file=FILE`, `--dev`, `--tls-cert=FILE`, `--tls-key=FILE`, `--max-connections=N`,
+/// `--max-connections-per-address=N` and `--io-niceness=N` override the properties when
+/// `allow_command_line` is on, as
 /// does a `NEXUS_SECRET` environment variable.
 #[derive(GodotClass)]
 #[class(init, tool, base = Node)]
@@ -46,6 +47,13 @@ pub struct NexusGateway {
     /// File holding the token secret.
     #[export(global_file)]
     secret_file: GString,
+    /// PEM certificate chain: with `tls_key_file` the port serves `wss://` and `https://` (TLS)
+    /// instead of `ws://` and `http://`.
+    #[export(global_file = "*.pem,*.crt")]
+    tls_certificate_file: GString,
+    /// PEM private key of `tls_certificate_file`.
+    #[export(global_file = "*.pem,*.key")]
+    tls_key_file: GString,
     /// Most open connections in total.
     #[export(range = (1.0, 100000.0, 1.0, or_greater))]
     #[init(val = 10_000)]
@@ -74,8 +82,9 @@ pub struct NexusGateway {
     #[export]
     #[init(val = true)]
     quit_on_failure: bool,
-    /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev`, `--max-connections=`,
-    /// `--max-connections-per-address=`, `--io-niceness=` after `--` override the properties.
+    /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev`, `--tls-cert=`, `--tls-key=`,
+    /// `--max-connections=`, `--max-connections-per-address=`, `--io-niceness=` after `--`
+    /// override the properties.
     #[export]
     #[init(val = true)]
     allow_command_line: bool,
@@ -152,6 +161,7 @@ impl NexusGateway {
             }
         };
         let development = config.auth.is_development();
+        ignore_broken_pipes();
         match Gateway::start(config) {
             Ok(handle) => {
                 let addr = handle.local_addr();
@@ -161,9 +171,10 @@ impl NexusGateway {
                          Set a secret for production."
                     );
                 }
+                let http = if handle.is_tls() { "https" } else { "http" };
                 godot_print!(
-                    "NexusGateway: listening on ws://{addr}{} ({} mode); metrics at http://{addr}/metrics",
-                    self.endpoint_path,
+                    "NexusGateway: listening on {} ({} mode); metrics at {http}://{addr}/metrics",
+                    handle.url(),
                     if development {
                         "development"
                     } else {
@@ -292,6 +303,8 @@ impl NexusGateway {
         let mut max_connections = self.max_connections;
         let mut max_per_address = self.max_connections_per_address;
         let mut io_niceness = self.io_niceness;
+        let mut tls_cert = self.tls_certificate_file.to_string();
+        let mut tls_key = self.tls_key_file.to_string();
         let count = |flag: &str, value: &str| -> Result<i32, String> {
             value
                 .parse::<i32>()
@@ -311,6 +324,10 @@ impl NexusGateway {
                 } else if let Some(value) = arg.strip_prefix("--secret-file=") {
                     secret_file = value.to_string();
                     development = false;
+                } else if let Some(value) = arg.strip_prefix("--tls-cert=") {
+                    tls_cert = value.to_string();
+                } else if let Some(value) = arg.strip_prefix("--tls-key=") {
+                    tls_key = value.to_string();
                 } else if arg == "--dev" {
                     development = true;
                 } else if let Some(value) = arg.strip_prefix("--max-connections=") {
@@ -364,6 +381,8 @@ impl NexusGateway {
         config.limits.max_connections_per_address = max_per_address.max(1) as usize;
         config.io_niceness = io_niceness;
         config.path = self.endpoint_path.to_string();
+        config.tls_cert = (!tls_cert.is_empty()).then(|| tls_cert.into());
+        config.tls_key = (!tls_key.is_empty()).then(|| tls_key.into());
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
     }
@@ -374,6 +393,24 @@ pub fn envelope_from_dictionary(event: &VarDictionary) -> Result<Envelope, Strin
     let json = serde_json::Value::Object(dictionary_to_json(event)?);
     serde_json::from_value(json)
         .map_err(|e| format!("not an event envelope ({{type, payload, metadata}}): {e}"))
+}
+
+/// A peer that closes its end must not end the server: a write to such a socket raises SIGPIPE,
+/// whose default action kills the process. Rust binaries ignore it from `main`; inside Godot no one
+/// does, so the gateway does, once, unless the host installed a handler of its own.
+fn ignore_broken_pipes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: reading and setting a signal disposition; SIG_IGN involves no handler code.
+        unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction == libc::SIG_DFL
+            {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            }
+        }
+    });
 }
 
 /// Set when SIGTERM or SIGINT arrives; registered once per process. The first signal only sets
