@@ -61,6 +61,7 @@ func test_scene_bodies_become_world_objects() -> void:
 	var state := server.get_world_state(false)
 	for key in ["timestamp", "tick", "objects", "physics", "environment"]:
 		check(state.has(key), "world state has %s" % key)
+	check_near(state["timestamp"], Time.get_unix_time_from_system(), 5.0, "the state's timestamp is the host's Unix time")
 	var found := false
 	for object in state["objects"]:
 		if object["id"] == crate.object_id:

@@ -128,6 +128,17 @@ async fn two_clients_join_the_demo_and_see_each_other_move() {
             "world state has {key}"
         );
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let stamped = welcome_b["world_state"]["timestamp"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(
+        (stamped - now).abs() < 10.0,
+        "the state carries the server's Unix time: {stamped} vs {now}"
+    );
 
     let alice_avatar = welcome_a["avatar_id"].as_u64().expect("avatar id");
     let start = position_of(&welcome_b["world_state"]["objects"], alice_avatar)

@@ -302,6 +302,7 @@ impl PhysicsWorldServer {
             );
         }
         world.drain_events();
+        world.set_wall_clock(nexus_gateway::unix_seconds_now());
         let runner = match self.gateway.clone() {
             Some(mut gateway) => match gateway.bind_mut().open_campaign(&campaign) {
                 Ok(link) => {
@@ -916,6 +917,7 @@ impl PhysicsWorldServer {
                 (notices.events, notices.joined, notices.left, actions)
             }
             Runner::Offline(world) => {
+                world.set_wall_clock(nexus_gateway::unix_seconds_now());
                 world.step();
                 (world.drain_events(), Vec::new(), Vec::new(), Vec::new())
             }

@@ -43,9 +43,20 @@ fn states(world: &World) -> BTreeMap<ObjectId, ObjectState> {
 fn snapshot_has_the_design_shape() {
     let mut world = busy_world();
     run(&mut world, 3);
+    assert_eq!(
+        world.snapshot(false).timestamp,
+        0.0,
+        "no clock read by the world itself"
+    );
+    world.set_wall_clock(1_700_000_123.25);
+    world.set_wall_clock(f64::NAN);
+    world.set_wall_clock(-1.0);
     let snap = world.snapshot(true);
     assert_eq!(snap.tick, 3);
-    assert!(snap.timestamp > 1.0e9);
+    assert_eq!(
+        snap.timestamp, 1_700_000_123.25,
+        "the host's time, bad ones ignored"
+    );
     assert_eq!(snap.objects.len(), world.object_count());
     assert_eq!(snap.physics.body_count as usize, world.object_count());
     assert_eq!(snap.physics.tick_rate, 60);

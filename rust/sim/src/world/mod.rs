@@ -15,7 +15,6 @@
 //! current tick never misses them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rapier3d::control::CharacterCollision;
 use rapier3d::prelude::{
@@ -75,6 +74,9 @@ pub(crate) struct Player {
 pub struct World {
     pub(crate) config: WorldConfig,
     pub(crate) tick: Tick,
+    /// The host's wall-clock time (Unix seconds) for state timestamps: the simulation never reads
+    /// a clock itself, so it runs the same in WebAssembly and replays deterministically.
+    pub(crate) wall_clock: f64,
     pub(crate) physics: PhysicsWorld,
     pub(crate) objects: BTreeMap<ObjectId, ObjectRecord>,
     pub(crate) next_id: ObjectId,
@@ -177,6 +179,7 @@ impl World {
         World {
             config,
             tick: 0,
+            wall_clock: 0.0,
             physics,
             objects: BTreeMap::new(),
             next_id: 1,
@@ -987,14 +990,19 @@ impl World {
 
     // ── State ───────────────────────────────────────────────────────────
 
-    /// The full state of the world (with shapes when `with_shapes`, for welcomes).
+    /// Tells the world the host's wall-clock time (Unix seconds), stamped on the states it takes
+    /// from now on. Hosts call it each tick; a non-finite or negative time is ignored.
+    pub fn set_wall_clock(&mut self, unix_seconds: f64) {
+        if unix_seconds.is_finite() && unix_seconds >= 0.0 {
+            self.wall_clock = unix_seconds;
+        }
+    }
+
+    /// The full state of the world (with shapes when `with_shapes`, for welcomes), stamped with
+    /// the last time given to [`World::set_wall_clock`] (0 before the first).
     pub fn snapshot(&self, with_shapes: bool) -> WorldState {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
         WorldState {
-            timestamp,
+            timestamp: self.wall_clock,
             tick: self.tick,
             objects: self
                 .objects
