@@ -160,7 +160,8 @@ impl CampaignHost {
     /// Runs one tick (see the module documentation).
     pub fn tick(&mut self) -> TickStats {
         let started = Instant::now();
-        self.world.set_wall_clock(unix_seconds_now());
+        // The states' timestamps: the world itself reads no clock.
+        self.world.set_wall_clock(crate::auth::unix_now_f64());
         let host_events = self.apply_client_events();
 
         let step_started = Instant::now();
@@ -353,11 +354,4 @@ impl CampaignHost {
             self.link.send_event(Target::All, envelope);
         }
     }
-}
-
-/// This machine's wall clock in Unix seconds, for the states' timestamps (the world reads no clock).
-pub fn unix_seconds_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

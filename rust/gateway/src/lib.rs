@@ -61,7 +61,7 @@ pub use axum;
 pub use auth::{AuthError, AuthMode, Claims, Role, mint_token, verify_token};
 pub use config::{DEFAULT_BIND, DEFAULT_PATH, GatewayConfig, GatewayError, SessionConfig};
 pub use gateway::{Gateway, GatewayHandle, MAX_CAMPAIGN_ID_LEN};
-pub use host::{CampaignHost, CampaignHostConfig, HostNotices, TickStats, unix_seconds_now};
+pub use host::{CampaignHost, CampaignHostConfig, HostNotices, TickStats};
 pub use link::{CampaignLink, EventSender, HostEvent, Target};
 pub use metrics::{CampaignMetricsSnapshot, MetricsSnapshot};
 pub use wire::{ActionRequest, InterestSettings, ObjectUpdateRequest, codes};

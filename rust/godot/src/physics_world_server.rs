@@ -77,9 +77,11 @@ pub struct PhysicsWorldServer {
     /// The gateway that serves this campaign's clients. Without one the world refuses to start,
     /// unless `offline` is on.
     #[export]
+    #[var(set = set_gateway)]
     gateway: Option<Gd<NexusGateway>>,
     /// Run without a gateway (tools, tests, single player): no client can join.
     #[export]
+    #[var(set = set_offline)]
     offline: bool,
     /// In a headless server, quit with exit code 1 when the world cannot start (no gateway, a
     /// store that cannot be opened), so the failed start is seen instead of a world nobody can join.
@@ -302,7 +304,7 @@ impl PhysicsWorldServer {
             );
         }
         world.drain_events();
-        world.set_wall_clock(nexus_gateway::unix_seconds_now());
+        world.set_wall_clock(nexus_gateway::auth::unix_now_f64());
         let runner = match self.gateway.clone() {
             Some(mut gateway) => match gateway.bind_mut().open_campaign(&campaign) {
                 Ok(link) => {
@@ -357,6 +359,19 @@ impl PhysicsWorldServer {
                 body.bind_mut().bind_object(None);
             }
         }
+    }
+
+    #[func]
+    fn set_gateway(&mut self, gateway: Option<Gd<NexusGateway>>) {
+        self.gateway = gateway;
+        // The editor shows the configuration warning again only when told.
+        self.base_mut().update_configuration_warnings();
+    }
+
+    #[func]
+    fn set_offline(&mut self, offline: bool) {
+        self.offline = offline;
+        self.base_mut().update_configuration_warnings();
     }
 
     /// What would keep this world from serving clients, as the editor shows it beside the node
@@ -917,7 +932,7 @@ impl PhysicsWorldServer {
                 (notices.events, notices.joined, notices.left, actions)
             }
             Runner::Offline(world) => {
-                world.set_wall_clock(nexus_gateway::unix_seconds_now());
+                world.set_wall_clock(nexus_gateway::auth::unix_now_f64());
                 world.step();
                 (world.drain_events(), Vec::new(), Vec::new(), Vec::new())
             }
