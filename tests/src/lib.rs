@@ -33,6 +33,30 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The object named `name` (its `properties.name`) in a JSON array of object states.
+pub fn named<'a>(objects: &'a Value, name: &str) -> Option<&'a Value> {
+    objects
+        .as_array()?
+        .iter()
+        .find(|o| o["properties"]["name"] == name)
+}
+
+/// The position of object `id` in a JSON array of object states (NaN for a missing coordinate).
+pub fn position_of(objects: &Value, id: u64) -> Option<[f64; 3]> {
+    objects
+        .as_array()?
+        .iter()
+        .find(|o| o["id"].as_u64() == Some(id))
+        .map(|o| {
+            let p = &o["position"];
+            [
+                p[0].as_f64().unwrap_or(f64::NAN),
+                p[1].as_f64().unwrap_or(f64::NAN),
+                p[2].as_f64().unwrap_or(f64::NAN),
+            ]
+        })
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

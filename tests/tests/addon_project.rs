@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nexus_e2e::{Client, Server, free_port, fresh_dir, repo_root, run_to_exit};
-use serde_json::{Value, json};
+use nexus_e2e::{Client, Server, free_port, fresh_dir, named, position_of, repo_root, run_to_exit};
+use serde_json::json;
 
 const CAMPAIGN: &str = "arena";
 
@@ -143,22 +143,6 @@ fn new_project_with_addon(base: &Path) -> PathBuf {
     import.arg("--import");
     run(import, "importing the new project");
     project
-}
-
-fn named<'a>(objects: &'a Value, name: &str) -> Option<&'a Value> {
-    objects
-        .as_array()?
-        .iter()
-        .find(|o| o["properties"]["name"] == name)
-}
-
-fn position_of(objects: &Value, id: u64) -> Option<[f64; 3]> {
-    let object = objects
-        .as_array()?
-        .iter()
-        .find(|o| o["id"].as_u64() == Some(id))?;
-    let p = &object["position"];
-    Some([p[0].as_f64()?, p[1].as_f64()?, p[2].as_f64()?])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

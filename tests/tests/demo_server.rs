@@ -3,35 +3,13 @@
 
 use std::time::Duration;
 
-use nexus_e2e::{Client, Server, free_port, fresh_dir};
+use nexus_e2e::{Client, Server, free_port, fresh_dir, named, position_of};
 use serde_json::{Value, json};
 
 const CAMPAIGN: &str = "0";
 
-fn position_of(objects: &Value, id: u64) -> Option<[f64; 3]> {
-    objects
-        .as_array()?
-        .iter()
-        .find(|o| o["id"].as_u64() == Some(id))
-        .map(|o| {
-            let p = &o["position"];
-            [
-                p[0].as_f64().unwrap_or(f64::NAN),
-                p[1].as_f64().unwrap_or(f64::NAN),
-                p[2].as_f64().unwrap_or(f64::NAN),
-            ]
-        })
-}
-
 fn distance(a: [f64; 3], b: [f64; 3]) -> f64 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
-}
-
-fn named<'a>(objects: &'a Value, name: &str) -> Option<&'a Value> {
-    objects
-        .as_array()?
-        .iter()
-        .find(|o| o["properties"]["name"] == name)
 }
 
 /// Sends `count` forward inputs looking along `look`, one message of two inputs every 33 ms.

@@ -3,17 +3,10 @@
 
 use std::time::Duration;
 
-use nexus_e2e::{Client, Server, free_port, fresh_dir};
-use serde_json::{Value, json};
+use nexus_e2e::{Client, Server, free_port, fresh_dir, named};
+use serde_json::json;
 
 const CAMPAIGN: &str = "0";
-
-fn named<'a>(objects: &'a Value, name: &str) -> Option<&'a Value> {
-    objects
-        .as_array()?
-        .iter()
-        .find(|o| o["properties"]["name"] == name)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_world_survives_kill_9() {

@@ -708,16 +708,7 @@ impl PhysicsWorldServer {
 
     /// Runs `f` on the world, or reports that the world is not running.
     pub fn with_world<R>(&mut self, f: impl FnOnce(&mut World) -> R) -> Option<R> {
-        match self.runner.as_mut() {
-            Some(runner) => Some(f(runner.world_mut())),
-            None => {
-                godot_error!(
-                    "PhysicsWorldServer {}: the world is not running (call start())",
-                    self.campaign_id
-                );
-                None
-            }
-        }
+        self.running_world_mut().map(f)
     }
 
     /// Reads the world, when it runs.
