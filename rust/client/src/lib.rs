@@ -40,6 +40,7 @@ pub mod netem;
 pub mod prediction;
 pub mod session;
 pub mod stats;
+#[cfg(feature = "native")]
 pub mod transport;
 pub mod wire;
 
