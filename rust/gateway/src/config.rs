@@ -42,6 +42,10 @@ pub struct GatewayConfig {
     /// gateway's own; a path of theirs may not be one of the gateway's (`path`, `/metrics`,
     /// `/health`), nor may it set a fallback.
     pub extra_routes: Option<axum::Router>,
+    /// A directory of static files (a built web client) served for every path the other routes
+    /// do not take, with `index.html` for `/`; files outside it are never served. It must exist
+    /// and hold an `index.html`.
+    pub web_root: Option<PathBuf>,
     /// PEM certificate chain: with [`GatewayConfig::tls_key`], the port serves `wss://` and
     /// `https://` (TLS via rustls) instead of `ws://` and `http://`.
     pub tls_cert: Option<PathBuf>,
@@ -104,6 +108,7 @@ impl GatewayConfig {
             worker_threads: 2,
             io_niceness: 10,
             extra_routes: None,
+            web_root: None,
             tls_cert: None,
             tls_key: None,
         }
@@ -235,6 +240,14 @@ impl GatewayConfig {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return fail("tls_cert and tls_key go together: set both (TLS) or neither".into());
+        }
+        if let Some(root) = &self.web_root
+            && !root.join("index.html").is_file()
+        {
+            return fail(format!(
+                "web_root {} is not a directory with an index.html (build the web client first: scripts/build-web)",
+                root.display()
+            ));
         }
         if let Some(extra) = &self.extra_routes {
             // axum refuses overlapping routes by panicking when they are merged: try the merge

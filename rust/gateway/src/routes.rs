@@ -1,5 +1,6 @@
 //! What the port serves, as an axum [`Router`]: the WebSocket endpoint (`/ws`), `/metrics`,
-//! `/health`, a 404 for the rest, and whatever extra routes the embedder merged in
+//! `/health`, the web client's files when a web root is configured, a 404 for the rest, and
+//! whatever extra routes the embedder merged in
 //! ([`GatewayConfig::extra_routes`](crate::GatewayConfig::extra_routes)).
 //!
 //! How it works: the listener ([`crate::server`]) puts a [`Connection`] into every request's
@@ -49,6 +50,7 @@ pub(crate) struct Connection {
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let path = shared.config.path.clone();
     let extra = shared.config.extra_routes.clone();
+    let web_root = shared.config.web_root.clone();
     let routes = Router::new()
         .route(&path, get(websocket))
         .route("/metrics", get(metrics_text))
@@ -58,7 +60,42 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         Some(extra) => routes.merge(extra),
         None => routes,
     };
-    routes.fallback(not_found)
+    match web_root {
+        Some(root) => routes.fallback_service(web_client_files(root)),
+        None => routes.fallback(not_found),
+    }
+}
+
+/// The built web client under `root`. `ServeDir` resolves paths inside `root` only (`..` and
+/// absolute segments are refused), serves `index.html` for directories and a `.gz` sibling when
+/// the browser accepts gzip; a miss is the gateway's 404.
+fn web_client_files(
+    root: std::path::PathBuf,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let files = tower_http::services::ServeDir::new(root)
+        .append_index_html_on_directories(true)
+        .precompressed_gzip()
+        .fallback(tower::service_fn(|_| async {
+            Ok::<_, std::convert::Infallible>(not_found().await)
+        }));
+    tower::ServiceBuilder::new()
+        .map_response(|response: axum::http::Response<_>| {
+            let mut response = response.map(axum::body::Body::new);
+            // Revalidated on every load: a rebuilt page shows on the next reload.
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        })
+        .service(files)
 }
 
 fn plain(status: StatusCode, body: String) -> Response {

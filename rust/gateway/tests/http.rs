@@ -204,3 +204,85 @@ async fn huge_request_heads_get_431_and_one_request_is_served_per_connection() {
     assert_eq!(response.matches("HTTP/1.1 200").count(), 1, "{response}");
     assert!(response.contains("Connection: close"), "{response}");
 }
+
+/// A web root with a page, a script, a gzipped sibling and a subdirectory, fresh per test.
+fn web_root(name: &str) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("nexus-web-root-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("assets")).unwrap();
+    std::fs::write(
+        root.join("index.html"),
+        "<!doctype html><title>demo</title>\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("assets/app.js"), "console.log('app');\n").unwrap();
+    root
+}
+
+#[tokio::test]
+async fn the_web_client_is_served_beside_the_websocket() {
+    let root = web_root("served");
+    // A secret outside the root, which no path may reach.
+    let outside = root.with_extension("secret");
+    std::fs::write(&outside, "secret\n").unwrap();
+    let mut config = dev_config();
+    config.web_root = Some(root.clone());
+    let gateway = start(config);
+
+    let index = http_get(&gateway, "/").await;
+    assert!(index.starts_with("HTTP/1.1 200 OK"), "{index}");
+    assert!(index.contains("<title>demo</title>"), "{index}");
+    let head = index.split_once("\r\n\r\n").unwrap().0.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+
+    let script = http_get(&gateway, "/assets/app.js").await;
+    assert!(script.starts_with("HTTP/1.1 200 OK"), "{script}");
+    assert!(
+        script
+            .to_ascii_lowercase()
+            .contains("content-type: text/javascript"),
+        "{script}"
+    );
+    assert!(script.ends_with("console.log('app');\n"), "{script}");
+
+    for path in [
+        "/missing.js",
+        "/assets/../../nexus-web-root-secret",
+        &format!("/../{}", outside.file_name().unwrap().to_string_lossy()),
+        "/%2e%2e/etc/passwd",
+    ] {
+        let response = http_get(&gateway, path).await;
+        assert!(
+            response.starts_with("HTTP/1.1 404") || response.starts_with("HTTP/1.1 400"),
+            "{path}: {response}"
+        );
+        assert!(!response.contains("secret"), "{path}: {response}");
+    }
+    // The gateway's own routes win over files of the same name.
+    std::fs::write(root.join("health"), "a file\n").unwrap();
+    let health = http_get(&gateway, "/health").await;
+    assert!(health.contains("\"status\""), "{health}");
+    let mut client = connect(&gateway).await;
+    client.round_trip("", 1).await;
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(&outside);
+}
+
+#[test]
+fn a_web_root_without_an_index_is_a_configuration_error() {
+    let root = web_root("empty");
+    std::fs::remove_file(root.join("index.html")).unwrap();
+    for candidate in [root.clone(), root.join("does-not-exist")] {
+        let mut config = dev_config();
+        config.web_root = Some(candidate.clone());
+        let err = nexus_gateway::Gateway::start(config).unwrap_err();
+        assert!(
+            matches!(err, nexus_gateway::GatewayError::Config(_)),
+            "{}: {err}",
+            candidate.display()
+        );
+        assert!(err.to_string().contains("scripts/build-web"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

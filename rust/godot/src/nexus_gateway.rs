@@ -3,7 +3,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use godot::classes::{Engine, INode, Node, Os};
+use godot::classes::{Engine, INode, Node, Os, ProjectSettings};
 use godot::prelude::*;
 use nexus_gateway::{CampaignLink, EventSender, Gateway, GatewayConfig, GatewayHandle, Target};
 use nexus_protocol::Envelope;
@@ -20,7 +20,8 @@ use crate::failure;
 /// `development_mode` any non-empty token is accepted as the player's name. With neither the
 /// gateway refuses to start. On the command line (after `--`) `--port=N`, `--bind=ADDR`,
 /// `--secret-file=FILE`, `--dev`, `--tls-cert=FILE`, `--tls-key=FILE`, `--max-connections=N`,
-/// `--max-connections-per-address=N` and `--io-niceness=N` override the properties when
+/// `--max-connections-per-address=N`, `--io-niceness=N` and `--web-root=DIR` override the
+/// properties when
 /// `allow_command_line` is on, as
 /// does a `NEXUS_SECRET` environment variable.
 #[derive(GodotClass)]
@@ -54,6 +55,11 @@ pub struct NexusGateway {
     /// PEM private key of `tls_certificate_file`.
     #[export(global_file = "*.pem,*.key")]
     tls_key_file: GString,
+    /// Directory of a built web client (`scripts/build-web`) served at `/` on the same port; empty
+    /// serves none. A `res://` or `user://` path is resolved to the file system: the files are
+    /// read from disk, not from an exported pack.
+    #[export(global_dir)]
+    web_root: GString,
     /// Most open connections in total.
     #[export(range = (1.0, 100000.0, 1.0, or_greater))]
     #[init(val = 10_000)]
@@ -83,8 +89,8 @@ pub struct NexusGateway {
     #[init(val = true)]
     quit_on_failure: bool,
     /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev`, `--tls-cert=`, `--tls-key=`,
-    /// `--max-connections=`, `--max-connections-per-address=`, `--io-niceness=` after `--`
-    /// override the properties.
+    /// `--max-connections=`, `--max-connections-per-address=`, `--io-niceness=`, `--web-root=`
+    /// after `--` override the properties.
     #[export]
     #[init(val = true)]
     allow_command_line: bool,
@@ -161,6 +167,7 @@ impl NexusGateway {
             }
         };
         let development = config.auth.is_development();
+        let has_web_client = config.web_root.is_some();
         ignore_broken_pipes();
         match Gateway::start(config) {
             Ok(handle) => {
@@ -181,6 +188,9 @@ impl NexusGateway {
                         "signed-token"
                     }
                 );
+                if has_web_client {
+                    godot_print!("NexusGateway: web client at {http}://{addr}/");
+                }
                 self.handle = Some(handle);
                 self.signals()
                     .started()
@@ -305,6 +315,7 @@ impl NexusGateway {
         let mut io_niceness = self.io_niceness;
         let mut tls_cert = self.tls_certificate_file.to_string();
         let mut tls_key = self.tls_key_file.to_string();
+        let mut web_root = self.web_root.to_string();
         let count = |flag: &str, value: &str| -> Result<i32, String> {
             value
                 .parse::<i32>()
@@ -328,6 +339,8 @@ impl NexusGateway {
                     tls_cert = value.to_string();
                 } else if let Some(value) = arg.strip_prefix("--tls-key=") {
                     tls_key = value.to_string();
+                } else if let Some(value) = arg.strip_prefix("--web-root=") {
+                    web_root = value.to_string();
                 } else if arg == "--dev" {
                     development = true;
                 } else if let Some(value) = arg.strip_prefix("--max-connections=") {
@@ -383,6 +396,12 @@ impl NexusGateway {
         config.path = self.endpoint_path.to_string();
         config.tls_cert = (!tls_cert.is_empty()).then(|| tls_cert.into());
         config.tls_key = (!tls_key.is_empty()).then(|| tls_key.into());
+        config.web_root = (!web_root.is_empty()).then(|| {
+            ProjectSettings::singleton()
+                .globalize_path(&web_root)
+                .to_string()
+                .into()
+        });
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
     }
