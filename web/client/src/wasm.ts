@@ -25,7 +25,9 @@ async function instantiate(source?: WasmSource): Promise<void> {
   }
   const location = source ?? new URL("../wasm/nexus_wasm_bg.wasm", import.meta.url);
   if (isNode) {
-    const { readFile } = await import("node:fs/promises");
+    // A computed specifier: bundlers for the browser leave this Node-only branch alone.
+    const fsModule = "node:fs/promises";
+    const { readFile } = (await import(fsModule)) as typeof import("node:fs/promises");
     const path = typeof location === "string" && !location.startsWith("file:") ? location : new URL(location);
     initSync({ module: await readFile(path) });
     return;
