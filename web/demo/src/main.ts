@@ -112,21 +112,22 @@ interface Drawn {
 }
 const drawn = new Map<number, Drawn>();
 
+/** The mesh of object `id`, made once its shape is known (a placeholder until then) and remade
+ * when it becomes or stops being the own avatar (its colour). */
 function draw(client: NexusClient, id: number, ownAvatar: boolean): Drawn {
-  let entry = drawn.get(id);
-  if (entry && (entry.shapeKnown || entry.ownAvatar !== ownAvatar)) {
-    if (entry.ownAvatar === ownAvatar) return entry;
-  }
+  const entry = drawn.get(id);
+  const current = entry?.ownAvatar === ownAvatar ? entry : undefined;
+  if (current?.shapeKnown) return current;
   const info: ObjectInfo | null = client.objectInfo(id);
   const shape: Shape | null = info?.shape ?? null;
-  if (entry && !shape && entry.ownAvatar === ownAvatar) return entry;
-  if (entry) forget(id);
+  if (current && !shape) return current;
+  forget(id);
   const mesh = meshFor(shape, colorOf(info?.kind ?? "dynamic", shape, ownAvatar));
   const field = shape?.type === "heightfield" ? structuredClone(shape as HeightfieldShape) : null;
   scene.add(mesh);
-  entry = { mesh, shapeKnown: shape !== null, field, ownAvatar };
-  drawn.set(id, entry);
-  return entry;
+  const made = { mesh, shapeKnown: shape !== null, field, ownAvatar };
+  drawn.set(id, made);
+  return made;
 }
 
 function forget(id: number): void {
