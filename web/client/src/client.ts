@@ -129,6 +129,10 @@ export interface ClientStats {
   reconnects: number;
   /** The server's tick estimated now. */
   serverTick: number | null;
+  /** Longest gap between two of the client's own ticks over the last 5 s, ms (about 8 when all
+   * is well). A page whose event loop is blocked longer than a few server ticks (rendering,
+   * garbage collection, a background tab) sends its inputs late: expect corrections then. */
+  longestStallMs: number;
 }
 
 /** Events of a {@link NexusClient} and their arguments. */
@@ -203,6 +207,7 @@ const REMOTE_STRIDE = 9;
 /** The server's close codes after which trying again cannot help. */
 const FINAL_SERVER_CODES = new Set(["invalid_token", "campaign_mismatch", "unknown_campaign", "forbidden"]);
 const TICK_INTERVAL_MS = 1000 / 120;
+const STALL_WINDOW_MS = 5000;
 
 type Handler<T> = (value: T) => void;
 
@@ -226,6 +231,9 @@ export class NexusClient {
   private stateTimes: number[] = [];
   private predictionErrors: number[] = [];
   private lastStatesApplied = 0;
+  /** Gaps between ticks longer than usual: [when (ms), gap (ms)], the last 5 s. */
+  private stalls: [number, number][] = [];
+  private lastTickAt: number | null = null;
   private pending: { clientId: number; avatarId: number | null } | null = null;
 
   private constructor(private readonly options: ConnectOptions) {}
@@ -339,6 +347,7 @@ export class NexusClient {
     const timing = session ? JSON.parse(session.timing(now)) : {};
     const cutoff = performance.now() - 1000;
     while (this.stateTimes.length > 0 && this.stateTimes[0] < cutoff) this.stateTimes.shift();
+    while (this.stalls.length > 0 && this.stalls[0][0] < performance.now() - STALL_WINDOW_MS) this.stalls.shift();
     const sorted = [...this.predictionErrors].sort((a, b) => a - b);
     const p99 = sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] : 0;
     return {
@@ -354,6 +363,7 @@ export class NexusClient {
       malformedFrames: raw.malformed_frames ?? 0,
       reconnects: this.reconnectCount,
       serverTick: timing.server_tick ?? null,
+      longestStallMs: this.stalls.reduce((longest, [, gap]) => Math.max(longest, gap), 0),
     };
   }
 
@@ -602,6 +612,7 @@ export class NexusClient {
 
   private startTicking(): void {
     this.stopTicking();
+    this.lastTickAt = null; // the time between connections is not a stall
     this.timer = setInterval(() => this.tick(), TICK_INTERVAL_MS);
   }
 
@@ -613,6 +624,12 @@ export class NexusClient {
   private tick(): void {
     const session = this.session;
     if (!session || this.currentPhase !== "active") return;
+    const at = performance.now();
+    if (this.lastTickAt !== null && at - this.lastTickAt > 2 * TICK_INTERVAL_MS) {
+      this.stalls.push([at, at - this.lastTickAt]);
+      if (this.stalls.length > 1000) this.stalls.shift();
+    }
+    this.lastTickAt = at;
     const c = this.controls;
     session.update(nowSeconds(), c.right, c.forward, c.look[0], c.look[1], c.look[2], c.jump, c.run);
     this.drainEvents();

@@ -72,6 +72,23 @@ test("with 200 ms of round trip the prediction reconciles and converges on the s
   }
 }, 30_000);
 
+test("a blocked event loop shows up as a stall in the stats", async () => {
+  const client = await NexusClient.connect(options({ token: "staller" }));
+  try {
+    await sleep(300);
+    const calm = client.stats().longestStallMs;
+    const blockedUntil = performance.now() + 300;
+    while (performance.now() < blockedUntil) {
+      // A page busy rendering or collecting garbage: no timer runs.
+    }
+    await sleep(50);
+    expect(calm).toBeLessThan(250);
+    expect(client.stats().longestStallMs).toBeGreaterThanOrEqual(290);
+  } finally {
+    client.close();
+  }
+}, 30_000);
+
 test("a malformed or truncated state is an error event and the client goes on", async () => {
   const proxy = await Proxy.start(server.url);
   const client = await NexusClient.connect(options({ url: proxy.url, token: "victim" }));

@@ -4,7 +4,8 @@
  * a HUD of the connection's figures. Query parameters: `campaign` (default 0), `name`, `token`
  * (default: the name, for development-mode servers), `server` (a ws:// URL; default this host's
  * /ws), `rtt` (an emulated round trip, ms, for trying bad links), `quality=low` (no shadows or
- * antialiasing, one pixel per CSS pixel: for software rendering and slow machines).
+ * antialiasing, one pixel per CSS pixel: for software rendering and slow machines), `fps` (draw at
+ * most this many frames a second, which leaves the CPU to the rest of the page).
  *
  * `window.nexusDemo` exposes the client and a few counters for tests and for the console.
  */
@@ -28,6 +29,7 @@ const token = params.get("token") ?? name;
 const server = params.get("server") ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
 const emulatedRttMs = Number(params.get("rtt") ?? 0) || 0;
 const lowQuality = params.get("quality") === "low";
+const maxFps = Number(params.get("fps") ?? 0) || Infinity;
 
 /** What tests and the console can read. */
 interface DemoState {
@@ -227,6 +229,8 @@ function updateHud(client: NexusClient, now: number): void {
     ["position", me ? me.position.map((v) => v.toFixed(1)).join(", ") : "–"],
   ];
   if (emulatedRttMs) rows.push(["emulated RTT", `${emulatedRttMs} ms`]);
+  // The page itself froze (its inputs went out late): worth knowing when corrections show.
+  if (stats.longestStallMs > 100) rows.push(["page stalled", `${stats.longestStallMs.toFixed(0)} ms`]);
   figures.replaceChildren(
     ...rows.flatMap(([term, value]) => {
       const dt = document.createElement("dt");
@@ -335,8 +339,13 @@ async function start(): Promise<void> {
     if (!willReconnect) fail(`Disconnected (${code}${reason ? `: ${reason}` : ""})`);
   });
   canvas.focus();
+  let lastFrame = -Infinity;
   const loop = (now: number) => {
-    frame(client, now);
+    // Half a frame of slack, so that a cap equal to the display's rate does not halve it.
+    if (now - lastFrame >= 1000 / maxFps - 8) {
+      lastFrame = now;
+      frame(client, now);
+    }
     requestAnimationFrame(loop);
   };
   requestAnimationFrame(loop);

@@ -144,9 +144,12 @@ test("the served page loads, joins, draws the world, and keys move the avatar on
   const started = Date.now();
   const page = await openDemo("name=browser-walker");
   const loadToFirstState = Date.now() - started;
+  // The first state drawn may hold the avatar alone; the rest of the world follows.
+  await page.waitForFunction(() => (window as unknown as { nexusDemo: DemoState }).nexusDemo.objectsDrawn > 1, null, {
+    timeout: 10_000,
+  });
   const state = await demoState(page);
   expect(state.error).toBeNull();
-  expect(state.objectsDrawn).toBeGreaterThan(1);
   await sleep(500);
   await page.screenshot({ path: join(outputDir, "demo.png") });
   // Not a blank canvas: terrain, bodies and sky differ.
@@ -178,7 +181,7 @@ test("the served page loads, joins, draws the world, and keys move the avatar on
 });
 
 test("other clients appear on the page and move", async () => {
-  const page = await openDemo("name=browser-watcher");
+  const page = await openDemo("name=browser-watcher&quality=low&fps=20", { width: 480, height: 300 });
   const bots = await Promise.all(
     [0, 1, 2].map((n) => NexusClient.connect({ url: server.wsUrl, campaign: "0", token: `bot-${n}`, WebSocket: WebSocket as never })),
   );
@@ -231,13 +234,22 @@ async function walkClearPath(page: Page): Promise<void> {
   await sleep(1000);
 }
 
+/** Longer than this without the page's client ticking, its inputs reach the server after the
+ * server gave up waiting for them (`idle_after_ticks`: 10 ticks, 167 ms). */
+const STALL_LIMIT_MS = 150;
+
 for (const rtt of [100, 200]) {
   test(`prediction stays close to the server with ${rtt} ms emulated round trip`, async () => {
-    // A run in which the server refused inputs (this 2-core machine overloaded: inputs queued
-    // past the server's limits) measures the machine, not the prediction; it is retried, twice.
+    // A run that missed the mark while the page froze for several server ticks (software
+    // rendering and the server share 2 cores) or the server refused inputs (queued past its
+    // limits) measured the machine, not the prediction: its inputs reached the server late. Such
+    // a run is retried, twice; any other failure fails at once.
     for (let attempt = 1; ; attempt++) {
-      const page = await openDemo(`name=browser-lag-${rtt}-${attempt}&rtt=${rtt}&quality=low`, { width: 480, height: 300 });
+      const page = await openDemo(`name=browser-lag-${rtt}-${attempt}&rtt=${rtt}&quality=low&fps=20`, { width: 480, height: 300 });
       try {
+        // Loading and compiling the page stalls it; wait for that to leave the stats' window
+        // (5 s, longer than the walk, so the figure read after it covers all of the walk).
+        for (let waited = 0; waited < 10_000 && (await pageStats(page)).longestStallMs >= STALL_LIMIT_MS; waited += 250) await sleep(250);
         await walkClearPath(page);
         const stats = await pageStats(page);
         const rejected = await page.evaluate(
@@ -246,9 +258,12 @@ for (const rtt of [100, 200]) {
         console.log(
           `[figures] ${rtt} ms RTT (attempt ${attempt}): prediction error p99 ${stats.predictionErrorP99Mm.toFixed(2)} mm, ` +
             `ping ${stats.pingMs?.toFixed(0)} ms, ${stats.reconciliations} reconciliations, ${stats.corrections} corrections, ` +
-            `inputs rejected ${JSON.stringify(rejected)}, ${stats.statesPerSecond} states/s`,
+            `inputs rejected ${JSON.stringify(rejected)}, ${stats.statesPerSecond} states/s, ` +
+            `page stalled up to ${stats.longestStallMs.toFixed(0)} ms`,
         );
-        if (Object.keys(rejected).length > 0 && attempt < 3) continue;
+        const machineStarved = Object.keys(rejected).length > 0 || stats.longestStallMs > STALL_LIMIT_MS;
+        const passes = Object.keys(rejected).length === 0 && stats.predictionErrorP99Mm < 50;
+        if (machineStarved && !passes && attempt < 3) continue;
         expect(rejected).toEqual({});
         expect(stats.pingMs).toBeGreaterThan(rtt * 0.8);
         expect(stats.statesApplied).toBeGreaterThan(20);
@@ -263,7 +278,7 @@ for (const rtt of [100, 200]) {
 }
 
 test("a server restart shows a clear reconnecting state, then the page resumes", async () => {
-  const page = await openDemo("name=browser-restart");
+  const page = await openDemo("name=browser-restart&quality=low&fps=20", { width: 480, height: 300 });
   try {
     await server.stop();
     await page.waitForFunction(() => (window as unknown as { nexusDemo: DemoState }).nexusDemo.phase === "reconnecting", null, {
@@ -278,8 +293,9 @@ test("a server restart shows a clear reconnecting state, then the page resumes",
       timeout: 60_000,
     });
     expect(await page.isVisible("#banner")).toBe(false);
+    // States flow again (polled: how fast depends on how busy this machine's 2 cores are).
     const before = (await pageStats(page)).statesApplied;
-    await sleep(1000);
+    for (let waited = 0; waited < 10_000 && (await pageStats(page)).statesApplied <= before + 5; waited += 100) await sleep(100);
     expect((await pageStats(page)).statesApplied).toBeGreaterThan(before + 5);
   } finally {
     await page.close();
