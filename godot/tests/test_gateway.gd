@@ -11,7 +11,8 @@ func after_each() -> void:
 		await frames(2)
 
 
-func _serve(io_niceness := 10) -> PhysicsWorldServer:
+## `configure`, if given, is called with the gateway before it starts (to set its properties).
+func _serve(io_niceness := 10, configure := Callable()) -> PhysicsWorldServer:
 	root = Node3D.new()
 	var gateway := NexusGateway.new()
 	gateway.name = "Gateway"
@@ -19,6 +20,8 @@ func _serve(io_niceness := 10) -> PhysicsWorldServer:
 	gateway.port = 0
 	gateway.development_mode = true
 	gateway.allow_command_line = false
+	if configure.is_valid():
+		configure.call(gateway)
 	root.add_child(gateway)
 	var server := PhysicsWorldServer.new()
 	server.name = "World"
@@ -127,6 +130,73 @@ func test_a_godot_client_joins_and_sees_its_avatar_move() -> void:
 	await wait_until(func() -> bool:
 		peer.poll()
 		return peer.get_ready_state() == WebSocketPeer.STATE_CLOSED, 3.0)
+
+
+func _base64url(bytes: PackedByteArray) -> String:
+	return Marshalls.raw_to_base64(bytes).replace("+", "-").replace("/", "_").replace("=", "")
+
+
+## Mints a token as PROTOCOL.md describes it, with Godot's own HMAC: nx1.<claims>.<mac>.
+func _mint(secret: String, name: String, campaign := "") -> String:
+	var claims := {"sub": name, "name": name, "role": "player",
+		"exp": int(Time.get_unix_time_from_system()) + 3600}
+	if campaign != "":
+		claims["cmp"] = campaign
+	var signed := "nx1." + _base64url(JSON.stringify(claims).to_utf8_buffer())
+	var hmac := HMACContext.new()
+	hmac.start(HashingContext.HASH_SHA256, secret.to_utf8_buffer())
+	hmac.update(signed.to_utf8_buffer())
+	return signed + "." + _base64url(hmac.finish())
+
+
+## Joins and returns the welcome, or for a refusal the close code and reason ("<code>: <message>";
+## Godot's WebSocketPeer drops the error event that comes just before the close, the reason
+## carries the same).
+func _join_answer(port: int, campaign: String, token: String) -> Dictionary:
+	var peer: WebSocketPeer = await _connect(port)
+	_send(peer, "session:join:v1:requested", campaign, {"token": token})
+	var answer := await _next(peer, _of_type("session:welcome:v1:stream"))
+	if answer.is_empty():
+		await wait_until(func() -> bool:
+			peer.poll()
+			return peer.get_ready_state() == WebSocketPeer.STATE_CLOSED, 3.0)
+		answer = {"close_code": peer.get_close_code(), "close_reason": peer.get_close_reason()}
+	peer.close()
+	return answer
+
+
+func test_signed_tokens_bound_to_a_campaign_and_a_key_rotation() -> void:
+	const NEW_SECRET := "the-new-secret-0123456789"
+	const OLD_SECRET := "the-old-secret-0123456789"
+	var old_file := OS.get_user_data_dir().path_join("test-previous-secret.txt")
+	var file := FileAccess.open(old_file, FileAccess.WRITE)
+	file.store_string(OLD_SECRET + "\n")
+	file.close()
+	_serve(10, func(gateway: NexusGateway) -> void:
+		gateway.development_mode = false
+		gateway.secret = NEW_SECRET
+		gateway.previous_secret_file = old_file)
+	await frames(1)
+	var gateway: NexusGateway = root.get_node("Gateway")
+	check(gateway.is_running(), "the gateway runs in signed mode with a previous secret")
+	if not gateway.is_running():
+		return
+	var port := gateway.get_bound_port()
+
+	var answer := await _join_answer(port, "arena", _mint(NEW_SECRET, "New"))
+	check_eq(answer.get("type"), "session:welcome:v1:stream", "a token of the new secret joins")
+	answer = await _join_answer(port, "arena", _mint(OLD_SECRET, "Old", "arena"))
+	check_eq(answer.get("type"), "session:welcome:v1:stream",
+		"a token of the previous secret, bound to this campaign, joins")
+	answer = await _join_answer(port, "arena", _mint("a-third-secret-0123456789", "X"))
+	check_eq(answer.get("close_code"), 1008, "a third secret is refused with 1008")
+	check(str(answer.get("close_reason")).begins_with("invalid_token: the token's signature"),
+		"the reason says why: %s" % answer.get("close_reason"))
+	answer = await _join_answer(port, "arena", _mint(NEW_SECRET, "Y", "lobby"))
+	check_eq(answer.get("close_code"), 1008, "a token bound to another campaign is refused")
+	check(str(answer.get("close_reason")).contains("campaign \"lobby\", not \"arena\""),
+		"the reason names both campaigns: %s" % answer.get("close_reason"))
+	DirAccess.remove_absolute(old_file)
 
 
 func test_bad_input_gets_an_error_event_and_the_connection_stays() -> void:

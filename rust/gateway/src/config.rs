@@ -119,20 +119,21 @@ impl GatewayConfig {
     pub fn development() -> Self {
         Self::with_auth(AuthMode::Development {
             secret: None,
+            previous_secret: None,
             role: Role::Admin,
         })
     }
 
     /// Production mode: only tokens signed with `secret` (at least 16 bytes) are accepted.
     pub fn signed(secret: impl Into<Vec<u8>>) -> Self {
-        Self::with_auth(AuthMode::Signed {
-            secret: secret.into(),
-        })
+        Self::with_auth(AuthMode::signed(secret))
     }
 
     /// A configuration from the environment, for servers started by scripts:
     /// - `NEXUS_GATEWAY_BIND`: address, default `127.0.0.1:9090`;
     /// - `NEXUS_GATEWAY_SECRET` or `NEXUS_GATEWAY_SECRET_FILE`: the token secret (signed mode);
+    /// - `NEXUS_GATEWAY_PREVIOUS_SECRET` or `…_FILE`: during a key rotation, the retiring secret,
+    ///   whose tokens are still accepted;
     /// - `NEXUS_GATEWAY_DEV=1`: development mode (a secret, if also set, is still honoured);
     /// - `NEXUS_GATEWAY_TLS_CERT` and `NEXUS_GATEWAY_TLS_KEY`: PEM files to serve `wss://`.
     ///
@@ -143,28 +144,31 @@ impl GatewayConfig {
 
     /// [`GatewayConfig::from_env`] with the variables read through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, GatewayError> {
-        let secret = match (
-            lookup("NEXUS_GATEWAY_SECRET"),
-            lookup("NEXUS_GATEWAY_SECRET_FILE"),
-        ) {
-            (Some(secret), _) if !secret.is_empty() => Some(secret.into_bytes()),
-            (_, Some(path)) if !path.is_empty() => {
-                let mut bytes = std::fs::read(&path).map_err(|e| {
-                    GatewayError::Config(format!("NEXUS_GATEWAY_SECRET_FILE {path}: {e}"))
-                })?;
-                // Editors and `echo` end files with a newline that is not part of the secret.
-                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    bytes.pop();
+        let secret_from = |variable: &str| -> Result<Option<Vec<u8>>, GatewayError> {
+            let file_variable = format!("{variable}_FILE");
+            Ok(match (lookup(variable), lookup(&file_variable)) {
+                (Some(secret), _) if !secret.is_empty() => Some(secret.into_bytes()),
+                (_, Some(path)) if !path.is_empty() => {
+                    let mut bytes = std::fs::read(&path).map_err(|e| {
+                        GatewayError::Config(format!("{file_variable} {path}: {e}"))
+                    })?;
+                    // Editors and `echo` end files with a newline that is not part of the secret.
+                    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        bytes.pop();
+                    }
+                    Some(bytes)
                 }
-                Some(bytes)
-            }
-            _ => None,
+                _ => None,
+            })
         };
+        let secret = secret_from("NEXUS_GATEWAY_SECRET")?;
+        let previous_secret = secret_from("NEXUS_GATEWAY_PREVIOUS_SECRET")?;
         let development = lookup("NEXUS_GATEWAY_DEV")
             .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));
         let mut config = match (secret, development) {
             (secret, true) => Self::with_auth(AuthMode::Development {
                 secret,
+                previous_secret: None,
                 role: Role::Admin,
             }),
             (Some(secret), false) => Self::signed(secret),
@@ -174,6 +178,7 @@ impl GatewayConfig {
                 ));
             }
         };
+        config.auth.set_previous_secret(previous_secret);
         if let Some(bind) = lookup("NEXUS_GATEWAY_BIND").filter(|b| !b.is_empty()) {
             config.bind = bind.parse().map_err(|_| {
                 GatewayError::Config(format!(
@@ -364,6 +369,57 @@ mod tests {
         assert!(bad.unwrap_err().to_string().contains("NEXUS_GATEWAY_BIND"));
         let short = GatewayConfig::from_lookup(env(&[("NEXUS_GATEWAY_SECRET", "short")]));
         assert!(short.unwrap_err().to_string().contains("at least 16"));
+    }
+
+    #[test]
+    fn environment_sets_the_previous_secret_of_a_key_rotation() {
+        use crate::auth::{Claims, Role, mint_token};
+        let old_file =
+            std::env::temp_dir().join(format!("nexus-old-secret-{}", std::process::id()));
+        std::fs::write(&old_file, "the-old-secret-0123456789\n").unwrap();
+        let path = old_file.to_str().unwrap().to_string();
+        let lookup = |name: &str| match name {
+            "NEXUS_GATEWAY_SECRET" => Some("the-new-secret-0123456789".to_string()),
+            "NEXUS_GATEWAY_PREVIOUS_SECRET_FILE" => Some(path.clone()),
+            _ => None,
+        };
+        let config = GatewayConfig::from_lookup(lookup).unwrap();
+        std::fs::remove_file(&old_file).unwrap();
+        let claims = Claims {
+            user_id: "a".into(),
+            name: "a".into(),
+            role: Role::Player,
+            expires_at: u64::MAX,
+            campaign: None,
+        };
+        let old_token = mint_token(b"the-old-secret-0123456789", &claims);
+        let joined = config.auth.authenticate(&old_token, "0", 0).unwrap();
+        assert!(
+            joined.with_previous_secret,
+            "the file's newline is not part of the secret"
+        );
+
+        let missing = GatewayConfig::from_lookup(|name: &str| match name {
+            "NEXUS_GATEWAY_SECRET" => Some("the-new-secret-0123456789".to_string()),
+            "NEXUS_GATEWAY_PREVIOUS_SECRET_FILE" => Some("/no/such/secret".to_string()),
+            _ => None,
+        });
+        let err = missing.unwrap_err().to_string();
+        assert!(
+            err.contains("NEXUS_GATEWAY_PREVIOUS_SECRET_FILE /no/such/secret"),
+            "{err}"
+        );
+        let lonely = GatewayConfig::from_lookup(|name: &str| match name {
+            "NEXUS_GATEWAY_DEV" => Some("1".to_string()),
+            "NEXUS_GATEWAY_PREVIOUS_SECRET" => Some("the-old-secret-0123456789".to_string()),
+            _ => None,
+        });
+        assert!(
+            lonely
+                .unwrap_err()
+                .to_string()
+                .contains("without a current one")
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub(crate) struct Metrics {
     pub inputs_rejected: AtomicU64,
     pub errors_sent: AtomicU64,
     pub auth_failures: AtomicU64,
+    pub auth_previous_secret: AtomicU64,
     pub disconnect_slow: AtomicU64,
     pub disconnect_idle: AtomicU64,
     pub disconnect_join_timeout: AtomicU64,
@@ -72,6 +73,7 @@ impl Default for Metrics {
             inputs_rejected: zero(0),
             errors_sent: zero(0),
             auth_failures: zero(0),
+            auth_previous_secret: zero(0),
             disconnect_slow: zero(0),
             disconnect_idle: zero(0),
             disconnect_join_timeout: zero(0),
@@ -374,6 +376,8 @@ pub struct MetricsSnapshot {
     pub errors_sent: u64,
     /// Join attempts refused for their token.
     pub auth_failures: u64,
+    /// Joins whose token the previous secret of a key rotation signed (0 for a while: retire it).
+    pub auth_previous_secret: u64,
     /// Clients disconnected because they could not keep up with reliable events.
     pub disconnects_slow_consumer: u64,
     /// Clients disconnected for silence (no frame, not even a pong, within the idle timeout).
@@ -460,6 +464,7 @@ impl Metrics {
             inputs_rejected: get(&self.inputs_rejected),
             errors_sent: get(&self.errors_sent),
             auth_failures: get(&self.auth_failures),
+            auth_previous_secret: get(&self.auth_previous_secret),
             disconnects_slow_consumer: get(&self.disconnect_slow),
             disconnects_idle: get(&self.disconnect_idle),
             disconnects_join_timeout: get(&self.disconnect_join_timeout),
@@ -621,6 +626,12 @@ impl Collector for SnapshotCollector {
             "nexus_gateway_auth_failures",
             "Join attempts refused for their token.",
             m.auth_failures,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_auth_previous_secret",
+            "Joins with a token signed by the previous secret of a key rotation.",
+            m.auth_previous_secret,
         )?;
         counter(
             e,

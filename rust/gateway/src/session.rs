@@ -438,8 +438,13 @@ impl Session {
             );
         }
         let auth = &self.shared.config.auth;
-        let claims = match auth.authenticate(&request.token, unix_now()) {
-            Ok(claims) => claims,
+        let claims = match auth.authenticate(&request.token, &metadata.campaign_id, unix_now()) {
+            Ok(joined) => {
+                if joined.with_previous_secret {
+                    Metrics::inc(&self.shared.metrics.auth_previous_secret);
+                }
+                joined.claims
+            }
             Err(err) => {
                 Metrics::inc(&self.shared.metrics.auth_failures);
                 tracing::debug!(campaign = wire::truncate(&metadata.campaign_id, 64), %err, "join refused: bad token");

@@ -18,6 +18,7 @@ fn token(name: &str, role: Role) -> String {
             name: name.into(),
             role,
             expires_at: u64::MAX,
+            campaign: None,
         },
     )
 }

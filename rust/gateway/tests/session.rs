@@ -350,6 +350,7 @@ async fn signed_tokens_carry_name_id_and_role() {
             name: "Grace".into(),
             role: Role::Player,
             expires_at: nexus_gateway::auth::unix_now() + 3600,
+            campaign: None,
         },
     );
     let mut client = connect(&gateway).await;
@@ -408,6 +409,7 @@ async fn token_signed_with_another_secret_is_refused_and_closed() {
             name: "x".into(),
             role: Role::Admin,
             expires_at: u64::MAX,
+            campaign: None,
         },
     );
     expect_token_refused(&token, "signature").await;
@@ -422,9 +424,103 @@ async fn expired_token_is_refused_and_closed() {
             name: "x".into(),
             role: Role::Player,
             expires_at: 1,
+            campaign: None,
         },
     );
     expect_token_refused(&token, "expired").await;
+}
+
+fn player_token(secret: &[u8], name: &str, campaign: Option<&str>) -> String {
+    mint_token(
+        secret,
+        &Claims {
+            user_id: name.into(),
+            name: name.into(),
+            role: Role::Player,
+            expires_at: nexus_gateway::auth::unix_now() + 3600,
+            campaign: campaign.map(str::to_string),
+        },
+    )
+}
+
+async fn joined_name(link: &nexus_gateway::CampaignLink) -> String {
+    let HostEvent::ClientJoined { name, .. } =
+        wait_event(link, |e| matches!(e, HostEvent::ClientJoined { .. })).await
+    else {
+        unreachable!()
+    };
+    name
+}
+
+#[tokio::test]
+async fn a_token_bound_to_one_campaign_cannot_join_another() {
+    let gateway = start(signed_config());
+    let arena = gateway.open_campaign("arena").unwrap();
+    let lobby = gateway.open_campaign("lobby").unwrap();
+    let token = player_token(SECRET, "Ada", Some("arena"));
+
+    let mut intruder = connect(&gateway).await;
+    intruder.join("lobby", &token).await;
+    let error = intruder.next_error().await;
+    assert_eq!(error["code"], "invalid_token");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"campaign "arena", not "lobby""#),
+        "{message}"
+    );
+    assert_eq!(intruder.expect_close().await.code, CloseCode::Policy);
+    assert!(
+        lobby.poll().is_empty(),
+        "the refused client never reaches lobby's host"
+    );
+    assert_eq!(gateway.metrics().auth_failures, 1);
+
+    // The same token joins its own campaign, and an unbound token joins either.
+    let mut player = connect(&gateway).await;
+    player.join("arena", &token).await;
+    assert_eq!(joined_name(&arena).await, "Ada");
+    let mut roamer = connect(&gateway).await;
+    roamer
+        .join("lobby", &player_token(SECRET, "Bo", None))
+        .await;
+    assert_eq!(joined_name(&lobby).await, "Bo");
+    assert_eq!(gateway.metrics().auth_failures, 1);
+}
+
+#[tokio::test]
+async fn during_a_key_rotation_tokens_of_both_secrets_join_and_the_old_ones_are_counted() {
+    const NEW_SECRET: &[u8] = b"the-rotated-in-secret-0123456789";
+    let mut config = signed_config();
+    config.auth = nexus_gateway::AuthMode::signed(NEW_SECRET);
+    config.auth.set_previous_secret(Some(SECRET.to_vec()));
+    let gateway = start(config);
+    let link = gateway.open_campaign("0").unwrap();
+
+    let mut old = connect(&gateway).await;
+    old.join("0", &player_token(SECRET, "Old", None)).await;
+    assert_eq!(joined_name(&link).await, "Old");
+    let mut new = connect(&gateway).await;
+    new.join("0", &player_token(NEW_SECRET, "New", None)).await;
+    assert_eq!(joined_name(&link).await, "New");
+    let metrics = gateway.metrics();
+    assert_eq!(
+        (metrics.auth_previous_secret, metrics.auth_failures),
+        (1, 0)
+    );
+    assert!(
+        http_get(&gateway, "/metrics")
+            .await
+            .contains("nexus_gateway_auth_previous_secret_total 1"),
+        "the counter is exported"
+    );
+
+    // A token of neither secret is still refused.
+    let mut stranger = connect(&gateway).await;
+    stranger
+        .join("0", &player_token(b"neither-secret-0123456789", "X", None))
+        .await;
+    assert_eq!(stranger.next_error().await["code"], "invalid_token");
+    assert_eq!(gateway.metrics().auth_failures, 1);
 }
 
 #[tokio::test]
@@ -439,6 +535,7 @@ async fn environment_edits_need_the_admin_role() {
                 name: format!("{role:?}"),
                 role,
                 expires_at: u64::MAX,
+                campaign: None,
             },
         )
     };

@@ -34,6 +34,28 @@ fn mints_a_token_the_gateway_verifies() {
 }
 
 #[test]
+fn binds_a_token_to_a_campaign() {
+    let output = nexus_token(&["--name", "Ada", "--campaign", "arena"], Some(SECRET));
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).unwrap();
+    let claims = verify_token(SECRET.as_bytes(), token.trim(), 0).unwrap();
+    assert_eq!(claims.campaign.as_deref(), Some("arena"));
+    let unbound = nexus_token(&["--name", "Ada"], Some(SECRET));
+    let token = String::from_utf8(unbound.stdout).unwrap();
+    let claims = verify_token(SECRET.as_bytes(), token.trim(), 0).unwrap();
+    assert_eq!(claims.campaign, None, "no --campaign: any campaign");
+
+    let bad = nexus_token(&["--name", "Ada", "--campaign", "a\nb"], Some(SECRET));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(bad.stdout.is_empty());
+    assert!(
+        String::from_utf8(bad.stderr)
+            .unwrap()
+            .contains("--campaign")
+    );
+}
+
+#[test]
 fn reads_the_secret_from_a_file() {
     let path = std::env::temp_dir().join(format!("nexus-token-test-{}", std::process::id()));
     std::fs::write(&path, format!("{SECRET}\n")).unwrap();

@@ -19,11 +19,11 @@ use crate::failure;
 /// Authentication: with a `secret` (or `secret_file`) only signed tokens are accepted; with
 /// `development_mode` any non-empty token is accepted as the player's name. With neither the
 /// gateway refuses to start. On the command line (after `--`) `--port=N`, `--bind=ADDR`,
-/// `--secret-file=FILE`, `--dev`, `--tls-cert=FILE`, `--tls-key=FILE`, `--max-connections=N`,
+/// `--secret-file=FILE`, `--previous-secret-file=FILE`, `--dev`, `--tls-cert=FILE`, `--tls-key=FILE`, `--max-connections=N`,
 /// `--max-connections-per-address=N`, `--io-niceness=N` and `--web-root=DIR` override the
 /// properties when
 /// `allow_command_line` is on, as
-/// does a `NEXUS_SECRET` environment variable.
+/// do the `NEXUS_SECRET` and `NEXUS_PREVIOUS_SECRET` environment variables.
 #[derive(GodotClass)]
 #[class(init, tool, base = Node)]
 pub struct NexusGateway {
@@ -48,6 +48,11 @@ pub struct NexusGateway {
     /// File holding the token secret.
     #[export(global_file)]
     secret_file: GString,
+    /// During a key rotation, a file holding the secret being retired: tokens it signed are
+    /// still accepted (new ones come from `secret`/`secret_file`). Clear it once the old tokens
+    /// have expired (the `nexus_gateway_auth_previous_secret` metric stops growing).
+    #[export(global_file)]
+    previous_secret_file: GString,
     /// PEM certificate chain: with `tls_key_file` the port serves `wss://` and `https://` (TLS)
     /// instead of `ws://` and `http://`.
     #[export(global_file = "*.pem,*.crt")]
@@ -88,7 +93,7 @@ pub struct NexusGateway {
     #[export]
     #[init(val = true)]
     quit_on_failure: bool,
-    /// Let `--port=`, `--bind=`, `--secret-file=`, `--dev`, `--tls-cert=`, `--tls-key=`,
+    /// Let `--port=`, `--bind=`, `--secret-file=`, `--previous-secret-file=`, `--dev`, `--tls-cert=`, `--tls-key=`,
     /// `--max-connections=`, `--max-connections-per-address=`, `--io-niceness=`, `--web-root=`
     /// after `--` override the properties.
     #[export]
@@ -168,6 +173,7 @@ impl NexusGateway {
         };
         let development = config.auth.is_development();
         let has_web_client = config.web_root.is_some();
+        let rotating_keys = config.auth.has_previous_secret();
         ignore_broken_pipes();
         match Gateway::start(config) {
             Ok(handle) => {
@@ -190,6 +196,11 @@ impl NexusGateway {
                 );
                 if has_web_client {
                     godot_print!("NexusGateway: web client at {http}://{addr}/");
+                }
+                if rotating_keys {
+                    godot_print!(
+                        "NexusGateway: key rotation: tokens signed with the previous secret are accepted too"
+                    );
                 }
                 self.handle = Some(handle);
                 self.signals()
@@ -309,6 +320,7 @@ impl NexusGateway {
         let mut port = self.port;
         let mut bind = self.bind_address.to_string();
         let mut secret_file = self.secret_file.to_string();
+        let mut previous_secret_file = self.previous_secret_file.to_string();
         let mut development = self.development_mode;
         let mut max_connections = self.max_connections;
         let mut max_per_address = self.max_connections_per_address;
@@ -335,6 +347,8 @@ impl NexusGateway {
                 } else if let Some(value) = arg.strip_prefix("--secret-file=") {
                     secret_file = value.to_string();
                     development = false;
+                } else if let Some(value) = arg.strip_prefix("--previous-secret-file=") {
+                    previous_secret_file = value.to_string();
                 } else if let Some(value) = arg.strip_prefix("--tls-cert=") {
                     tls_cert = value.to_string();
                 } else if let Some(value) = arg.strip_prefix("--tls-key=") {
@@ -365,10 +379,21 @@ impl NexusGateway {
         if env_secret.is_some() && secret_file.is_empty() {
             development = false;
         }
+        let read_secret = |what: &str, path: &str| -> Result<Vec<u8>, String> {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the {what} file {path:?}: {e}"))?;
+            Ok(text.trim().as_bytes().to_vec())
+        };
+        let previous_secret = if !previous_secret_file.is_empty() {
+            Some(read_secret("previous secret", &previous_secret_file)?)
+        } else {
+            std::env::var("NEXUS_PREVIOUS_SECRET")
+                .ok()
+                .filter(|s| self.allow_command_line && !s.is_empty())
+                .map(String::into_bytes)
+        };
         let secret = if !secret_file.is_empty() {
-            let text = std::fs::read_to_string(&secret_file)
-                .map_err(|e| format!("cannot read the secret file {secret_file:?}: {e}"))?;
-            Some(text.trim().as_bytes().to_vec())
+            Some(read_secret("secret", &secret_file)?)
         } else if let Some(secret) = env_secret {
             Some(secret.into_bytes())
         } else if !self.secret.is_empty() {
@@ -389,6 +414,7 @@ impl NexusGateway {
                 );
             }
         };
+        config.auth.set_previous_secret(previous_secret);
         config.bind = SocketAddr::new(ip, port);
         config.limits.max_connections = max_connections.max(1) as usize;
         config.limits.max_connections_per_address = max_per_address.max(1) as usize;

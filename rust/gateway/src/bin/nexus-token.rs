@@ -28,6 +28,9 @@ struct Options {
     /// `player` or `admin` (admins may edit the environment).
     #[arg(long, value_name = "ROLE", default_value = "player", value_parser = parse_role)]
     role: Role,
+    /// Bind the token to this campaign: it cannot join any other (default: any campaign).
+    #[arg(long, value_name = "ID")]
+    campaign: Option<String>,
     /// Lifetime of the token in seconds (default one day).
     #[arg(
         long,
@@ -96,12 +99,20 @@ fn run(options: &Options) -> Result<(), String> {
         name: options.name.clone(),
         role: options.role,
         expires_at: unix_now().saturating_add(options.ttl),
+        campaign: options.campaign.clone(),
     };
     if !nexus_gateway::auth::is_acceptable_name(&claims.user_id) {
         return Err("--id must be non-empty, at most 64 bytes, without control characters".into());
     }
+    if let Some(campaign) = &claims.campaign
+        && !nexus_gateway::auth::is_acceptable_name(campaign)
+    {
+        return Err(
+            "--campaign must be non-empty, at most 64 bytes, without control characters".into(),
+        );
+    }
     println!("{}", mint_token(&secret, &claims));
-    tracing::debug!(name = %claims.name, role = %claims.role, expires_at = claims.expires_at, "token minted");
+    tracing::debug!(name = %claims.name, role = %claims.role, campaign = ?claims.campaign, expires_at = claims.expires_at, "token minted");
     Ok(())
 }
 
