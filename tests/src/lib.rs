@@ -65,6 +65,22 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// `GET path` on 127.0.0.1:`port` (HTTP/1.1, the server closes): the status line and the body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, body.to_string()))
+}
+
 /// A running headless server process; killed (SIGKILL) when dropped.
 pub struct Server {
     child: Child,

@@ -137,3 +137,206 @@ fn the_stores_log_events_reach_godots_output_filtered_by_rust_log() {
         "the event's fields are printed: {line}"
     );
 }
+
+/// A small tmpfs mounted for one test (needs root); unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `megabytes` at a fresh directory, or says why it cannot.
+    fn mount(name: &str, megabytes: u32) -> Result<SmallDisk, String> {
+        let path = fresh_dir(name).join("disk");
+        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
+        }
+        Ok(SmallDisk { path })
+    }
+
+    /// Writes a filler file until the disk is full; returns how many bytes it took.
+    fn fill(&self) -> u64 {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.path.join("filler")).expect("a filler file");
+        let chunk = vec![0xA5u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => written += n as u64,
+            }
+        }
+        let _ = file.sync_all();
+        written
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path.join("filler")).expect("the filler goes");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// `/health` as JSON.
+fn health(port: u16) -> serde_json::Value {
+    let (status, body) = nexus_e2e::http_get(port, "/health").expect("/health answers");
+    assert!(status.contains("200"), "{status}");
+    serde_json::from_str(&body).expect("/health is JSON")
+}
+
+/// Polls `/health` until `predicate` holds (at most `timeout`); the last report either way.
+async fn wait_health(
+    port: u16,
+    timeout: Duration,
+    predicate: impl Fn(&serde_json::Value) -> bool,
+) -> (bool, serde_json::Value) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let report = health(port);
+        if predicate(&report) {
+            return (true, report);
+        }
+        if std::time::Instant::now() > deadline {
+            return (false, report);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn campaign_persistence(report: &serde_json::Value) -> serde_json::Value {
+    report["campaigns"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == CAMPAIGN))
+        .map(|c| c["persistence"].clone())
+        .unwrap_or_default()
+}
+
+async fn add_named_box(admin: &mut Client, name: &str, x: f64) {
+    let object = json!({"kind": "static", "shape": {"type": "box", "half_extents": [0.5, 0.5, 0.5]},
+        "position": [x, 1.0, -20.0], "properties": {"name": name}});
+    admin
+        .send(
+            "environment:edit:v1:requested",
+            CAMPAIGN,
+            json!({"op": "add_object", "object": object}),
+        )
+        .await;
+    admin
+        .next_matching(
+            |e| {
+                (e["type"] == "environment:object_added:v1:stream"
+                    || e["type"] == "physics:object_added:v1:stream")
+                    && e["payload"]["object"]["properties"]["name"] == name
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|| panic!("{name} is announced"));
+}
+
+/// The data directory's disk fills up while clients play: saves fail, `/health` says so, the
+/// world keeps running; when space comes back saving resumes, and after a crash nothing built
+/// during the outage is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_degrades_health_keeps_the_world_running_and_loses_nothing() {
+    let disk = match SmallDisk::mount("full-disk", 16) {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("SKIPPED: this test mounts a small tmpfs, which needs root: {why}");
+            return;
+        }
+    };
+    let data_arg = format!("--data-dir={}", disk.path.display());
+    let port = free_port();
+    let mut server = Server::start_scene("res://scenes/demo.tscn", port, &[&data_arg]);
+    let mut admin = Client::connect(&server.url()).await;
+    admin.join(CAMPAIGN, "admin").await;
+    add_named_box(&mut admin, "before-the-outage", 0.0).await;
+    let (saved, report) = wait_health(port, Duration::from_secs(15), |r| {
+        campaign_persistence(r)["saves"].as_u64().unwrap_or(0) >= 1 && r["status"] == "ok"
+    })
+    .await;
+    assert!(saved, "a first save is reported on /health: {report}");
+
+    let filled = disk.fill();
+    assert!(filled > 0, "the filler took the free space");
+    add_named_box(&mut admin, "built-while-the-disk-was-full", 2.0).await;
+    let (degraded, report) =
+        wait_health(port, Duration::from_secs(20), |r| r["status"] == "degraded").await;
+    assert!(degraded, "a failing save degrades /health: {report}");
+    let problem = report["problems"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        problem.contains("saves fail") && problem.to_lowercase().contains("full"),
+        "the problem says what fails and why: {problem}"
+    );
+    server.wait_for_line("save failed", Duration::from_secs(5));
+
+    // The world keeps running: states keep coming with later ticks.
+    let tick_of = |e: &serde_json::Value| e["payload"]["tick"].as_u64();
+    let first = admin
+        .next_matching(
+            |e| e["type"] == "physics:world_state:v1:stream",
+            Duration::from_secs(5),
+        )
+        .await
+        .and_then(|e| tick_of(&e))
+        .expect("states during the outage");
+    let later = admin
+        .next_matching(
+            |e| {
+                e["type"] == "physics:world_state:v1:stream"
+                    && e["payload"]["tick"].as_u64().unwrap_or(0) > first + 60
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(later.is_some(), "the world ran on for a second of ticks");
+    let failures = campaign_persistence(&health(port))["failures"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(failures >= 1, "failed attempts are counted");
+
+    disk.free();
+    let (recovered, report) = wait_health(port, Duration::from_secs(20), |r| {
+        r["status"] == "ok" && campaign_persistence(r)["last_error"].is_null()
+    })
+    .await;
+    assert!(recovered, "saving resumes when space comes back: {report}");
+    server.wait_for_line("saving resumed", Duration::from_secs(5));
+    // One more save interval, then a crash: what was built during the outage must be on disk.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill9();
+    let log = server.log.join("\n");
+    let failure_lines = log.matches("save failed").count();
+    assert!(
+        failure_lines <= 2,
+        "an outage is logged when it starts, not once a second ({failure_lines} lines):\n{log}"
+    );
+    drop(admin);
+
+    let server = Server::start_scene("res://scenes/demo.tscn", free_port(), &[&data_arg]);
+    let mut visitor = Client::connect(&server.url()).await;
+    let welcome = visitor.join(CAMPAIGN, "visitor").await;
+    let objects = &welcome["world_state"]["objects"];
+    for name in ["before-the-outage", "built-while-the-disk-was-full"] {
+        assert!(
+            named(objects, name).is_some(),
+            "{name} survived the outage and the crash"
+        );
+    }
+}

@@ -285,6 +285,14 @@ impl Router {
                 let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
                 self.campaign.metrics.record_tick(nanos);
             }
+            HostCommand::Persistence(health) => {
+                *self
+                    .campaign
+                    .metrics
+                    .persistence
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(health);
+            }
         }
     }
 

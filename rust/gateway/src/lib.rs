@@ -63,5 +63,5 @@ pub use config::{DEFAULT_BIND, DEFAULT_PATH, GatewayConfig, GatewayError, Sessio
 pub use gateway::{Gateway, GatewayHandle, MAX_CAMPAIGN_ID_LEN};
 pub use host::{CampaignHost, CampaignHostConfig, HostNotices, TickStats};
 pub use link::{CampaignLink, EventSender, HostEvent, Target};
-pub use metrics::{CampaignMetricsSnapshot, MetricsSnapshot};
+pub use metrics::{CampaignMetricsSnapshot, MetricsSnapshot, PersistenceHealth};
 pub use wire::{ActionRequest, InterestSettings, ObjectUpdateRequest, codes};

@@ -153,6 +153,7 @@ pub(crate) enum HostCommand {
     },
     TickTime(Duration),
     StateRate(u32),
+    Persistence(crate::metrics::PersistenceHealth),
 }
 
 /// The host's end of a campaign: owned by the tick thread. Every method returns immediately.
@@ -281,6 +282,12 @@ impl CampaignLink {
     /// Reports how long the last tick took (shown on `/metrics`).
     pub fn report_tick_time(&self, duration: Duration) {
         self.send(HostCommand::TickTime(duration));
+    }
+
+    /// Reports how the campaign's saving goes (shown on `/health` and `/metrics`); call it when
+    /// that changes, e.g. after each save or failed save.
+    pub fn report_persistence(&self, health: crate::metrics::PersistenceHealth) {
+        self.send(HostCommand::Persistence(health));
     }
 
     /// A cloneable handle that sends events to this campaign's clients from anywhere (another

@@ -117,6 +117,22 @@ pub(crate) struct CampaignMetrics {
     pub tick_nanos_total: AtomicU64,
     pub tick_histogram: Histogram,
     pub snapshots_published: AtomicU64,
+    /// What the host last reported of its saving; `None` while it reported nothing.
+    pub persistence: std::sync::Mutex<Option<PersistenceHealth>>,
+}
+
+/// How a campaign's saving goes, as its host reports it ([`crate::CampaignLink::report_persistence`]);
+/// `/health` shows it, and a campaign whose saves fail makes the server `degraded`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct PersistenceHealth {
+    /// Completed saves.
+    pub saves: u64,
+    /// Failed save attempts (their data stays pending and is retried).
+    pub failures: u64,
+    /// Tick of the last completed save.
+    pub last_saved_tick: Option<u64>,
+    /// The last failure's message while saves fail; `None` once a save succeeds again.
+    pub last_error: Option<String>,
 }
 
 impl Default for CampaignMetrics {
@@ -135,6 +151,7 @@ impl Default for CampaignMetrics {
             tick_nanos_total: zero(0),
             tick_histogram: Histogram::new(&TICK_BUCKET_BOUNDS_NANOS, 1e9),
             snapshots_published: zero(0),
+            persistence: std::sync::Mutex::new(None),
         }
     }
 }
@@ -337,6 +354,11 @@ impl CampaignMetrics {
             tick_seconds_bucket_bounds: bounds,
             tick_seconds_bucket_counts: counts,
             snapshots_published: self.snapshots_published.load(Relaxed),
+            persistence: self
+                .persistence
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 }
@@ -444,6 +466,8 @@ pub struct CampaignMetricsSnapshot {
     pub tick_seconds_bucket_counts: Vec<u64>,
     /// State snapshots the host published.
     pub snapshots_published: u64,
+    /// How the campaign's saving goes, if its host reports it.
+    pub persistence: Option<PersistenceHealth>,
 }
 
 impl Metrics {
@@ -687,7 +711,7 @@ impl Collector for SnapshotCollector {
         type Field = fn(&CampaignMetricsSnapshot) -> f64;
         // (name, type, help, value); integer figures are exact in an f64 far beyond any count
         // a gateway reaches, and the encoder prints whole numbers without a fraction.
-        let per_campaign: [(&str, MetricType, &str, Field); 11] = [
+        let per_campaign: [(&str, MetricType, &str, Field); 13] = [
             (
                 "nexus_gateway_campaign_clients",
                 MetricType::Gauge,
@@ -741,6 +765,24 @@ impl Collector for SnapshotCollector {
                 MetricType::Gauge,
                 "Longest host tick, per campaign.",
                 |c| c.tick_seconds_max,
+            ),
+            (
+                "nexus_gateway_campaign_save_failing",
+                MetricType::Gauge,
+                "1 while the campaign's saves fail (their data stays pending), else 0.",
+                |c| {
+                    f64::from(u8::from(
+                        c.persistence
+                            .as_ref()
+                            .is_some_and(|p| p.last_error.is_some()),
+                    ))
+                },
+            ),
+            (
+                "nexus_gateway_campaign_save_failures",
+                MetricType::Counter,
+                "Failed save attempts, per campaign.",
+                |c| c.persistence.as_ref().map_or(0.0, |p| p.failures as f64),
             ),
             (
                 "nexus_gateway_ticks",

@@ -130,12 +130,24 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let metrics = shared.metrics_snapshot();
+    // Failing saves degrade the server without taking it out of service: the worlds keep running
+    // and their changes stay pending until the disk or database comes back.
+    let problems: Vec<String> = metrics
+        .campaigns
+        .iter()
+        .filter_map(|c| {
+            let error = c.persistence.as_ref()?.last_error.as_ref()?;
+            Some(format!("campaign {:?}: saves fail: {error}", c.campaign_id))
+        })
+        .collect();
     let body = serde_json::json!({
-        "status": "ok",
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
+        "problems": problems,
         "auth_mode": if shared.config.auth.is_development() { "development" } else { "signed" },
         "connections": metrics.connections_open,
         "campaigns": metrics.campaigns.iter().map(|c| {
-            serde_json::json!({"id": c.campaign_id, "clients": c.clients, "ticks": c.ticks})
+            serde_json::json!({"id": c.campaign_id, "clients": c.clients, "ticks": c.ticks,
+                "persistence": c.persistence})
         }).collect::<Vec<_>>(),
     })
     .to_string()

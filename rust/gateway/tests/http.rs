@@ -106,6 +106,68 @@ async fn health_reports_status_mode_and_campaigns() {
     assert_eq!(health["campaigns"][0]["id"], "alpha");
 }
 
+async fn health(gateway: &nexus_gateway::GatewayHandle) -> serde_json::Value {
+    let response = http_get(gateway, "/health").await;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "still serving: {head}");
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test]
+async fn failing_saves_show_as_degraded_health_until_a_save_succeeds() {
+    let gateway = start(dev_config());
+    let link = gateway.open_campaign("alpha").unwrap();
+    let _quiet = gateway.open_campaign("beta").unwrap();
+    let failing = nexus_gateway::PersistenceHealth {
+        saves: 3,
+        failures: 2,
+        last_saved_tick: Some(120),
+        last_error: Some("database or disk is full".into()),
+    };
+    link.report_persistence(failing);
+    wait_metrics(&gateway, "the failure report", |m| {
+        m.campaigns.iter().any(|c| c.persistence.is_some())
+    })
+    .await;
+    let report = health(&gateway).await;
+    assert_eq!(report["status"], "degraded", "{report}");
+    let problem = report["problems"][0].as_str().unwrap();
+    assert!(
+        problem.contains("\"alpha\"") && problem.contains("disk is full"),
+        "{problem}"
+    );
+    let alpha = &report["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "alpha")
+        .unwrap()["persistence"];
+    assert_eq!(alpha["failures"], 2);
+    assert_eq!(alpha["last_saved_tick"], 120);
+    let metrics = http_get(&gateway, "/metrics").await;
+    assert!(
+        metrics.contains("nexus_gateway_campaign_save_failing{campaign=\"alpha\"} 1\n")
+            && metrics.contains("nexus_gateway_campaign_save_failing{campaign=\"beta\"} 0\n"),
+        "{metrics}"
+    );
+
+    link.report_persistence(nexus_gateway::PersistenceHealth {
+        saves: 4,
+        failures: 2,
+        last_saved_tick: Some(180),
+        last_error: None,
+    });
+    wait_metrics(&gateway, "the recovery report", |m| {
+        m.campaigns
+            .iter()
+            .any(|c| c.persistence.as_ref().is_some_and(|p| p.saves == 4))
+    })
+    .await;
+    let report = health(&gateway).await;
+    assert_eq!(report["status"], "ok", "{report}");
+    assert_eq!(report["problems"].as_array().unwrap().len(), 0);
+}
+
 #[tokio::test]
 async fn other_requests_get_clear_http_errors() {
     let gateway = start(dev_config());

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use godot::classes::{Engine, INode3D, Node, Node3D, Os, ProjectSettings};
 use godot::prelude::*;
-use nexus_gateway::{ActionRequest, CampaignHost, CampaignHostConfig};
+use nexus_gateway::{ActionRequest, CampaignHost, CampaignHostConfig, PersistenceHealth};
 use nexus_sim::state::{ObjectDesc, ObjectId, Tick};
 use nexus_sim::{World, WorldConfig, WorldEvent};
 use nexus_store::world_bridge::{change_since, player_records, record_from_world, restore_world};
@@ -122,7 +122,13 @@ pub struct PhysicsWorldServer {
 struct Persistence {
     saver: Saver,
     submitted_tick: Tick,
+    /// Failed saves in a row: an outage (full or read-only disk) is logged when it starts, now
+    /// and then while it lasts, and when saving resumes, not once a second.
+    failing_streak: u64,
 }
+
+/// While saves keep failing, one log line per this many attempts (about a minute).
+const SAVE_FAILURE_LOG_EVERY: u64 = 60;
 
 /// Tick durations over the last second, for the `tick_stats` signal.
 #[derive(Default)]
@@ -239,6 +245,7 @@ impl PhysicsWorldServer {
                 Some(Persistence {
                     saver,
                     submitted_tick: 0,
+                    failing_streak: 0,
                 }),
                 loaded,
             ),
@@ -762,9 +769,20 @@ impl PhysicsWorldServer {
             return;
         };
         let mut signals = Vec::new();
-        for event in persistence.saver.poll_events() {
+        let events = persistence.saver.poll_events();
+        let saver_reported = !events.is_empty();
+        for event in events {
             match event {
                 SaverEvent::Saved(stats) => {
+                    if persistence.failing_streak > 0 {
+                        godot_print!(
+                            "PhysicsWorldServer {}: saving resumed (tick {}) after {} failed attempts; nothing was lost",
+                            self.campaign_id,
+                            stats.tick,
+                            persistence.failing_streak
+                        );
+                        persistence.failing_streak = 0;
+                    }
                     let rows = stats.objects_written
                         + stats.objects_removed
                         + stats.players_written
@@ -775,10 +793,17 @@ impl PhysicsWorldServer {
                     ));
                 }
                 SaverEvent::Failed { code, message } => {
-                    godot_error!(
-                        "PhysicsWorldServer {}: save failed ({code}): {message}",
-                        self.campaign_id
-                    );
+                    if persistence
+                        .failing_streak
+                        .is_multiple_of(SAVE_FAILURE_LOG_EVERY)
+                    {
+                        godot_error!(
+                            "PhysicsWorldServer {}: save failed ({code}): {message}; the world keeps running and its changes stay pending, retried every second (failed attempt {})",
+                            self.campaign_id,
+                            persistence.failing_streak + 1
+                        );
+                    }
+                    persistence.failing_streak += 1;
                     signals.push((
                         "save_failed",
                         vec![
@@ -802,6 +827,15 @@ impl PhysicsWorldServer {
                     ));
                 }
             }
+        }
+        if saver_reported && let Runner::Hosted(host) = runner {
+            let status = persistence.saver.status();
+            host.link().report_persistence(PersistenceHealth {
+                saves: status.saves,
+                failures: status.failures,
+                last_saved_tick: status.last_saved_tick,
+                last_error: status.last_error,
+            });
         }
         let world = runner.world();
         if (now || persistence.saver.is_due()) && world.tick() != persistence.submitted_tick {

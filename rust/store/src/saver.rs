@@ -33,6 +33,9 @@ use crate::error::StoreError;
 use crate::record::{CampaignChange, CampaignRecord, validate_campaign_id};
 use crate::store::{CampaignLock, CampaignStore, SaveStats};
 
+/// While writes keep failing, a warning every this many attempts (about a minute at 1 s).
+const FAILURE_LOG_EVERY: u64 = 60;
+
 /// Settings of a [`Saver`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct SaverConfig {
@@ -243,6 +246,7 @@ impl Saver {
             saved: loaded.clone(),
             pending: None,
             last_write: None,
+            failing_streak: 0,
             shared: Arc::clone(&shared),
             events: event_sender,
             _lock: lock,
@@ -513,6 +517,9 @@ struct Worker {
     saved: Option<CampaignRecord>,
     pending: Option<Update>,
     last_write: Option<Instant>,
+    /// Failed writes in a row: an outage is logged when it starts and when it ends (and now and
+    /// then in between), not at every retry.
+    failing_streak: u64,
     shared: Arc<Shared>,
     events: Sender<SaverEvent>,
     _lock: CampaignLock,
@@ -662,6 +669,15 @@ impl Worker {
                 state.status.last_save = Some(stats.clone());
                 state.status.last_error = None;
                 drop(state);
+                if self.failing_streak > 0 {
+                    tracing::info!(
+                        campaign = %self.campaign_id,
+                        tick = stats.tick,
+                        failed_attempts = self.failing_streak,
+                        "saving resumed; the pending changes are saved"
+                    );
+                    self.failing_streak = 0;
+                }
                 tracing::debug!(
                     campaign = %self.campaign_id,
                     tick = stats.tick,
@@ -686,11 +702,17 @@ impl Worker {
                 state.status.last_error = Some(message.clone());
                 drop(state);
                 // The data stays pending and the next save retries it: a warning, not an error.
-                tracing::warn!(
-                    campaign = %self.campaign_id,
-                    code = error.code(),
-                    "save failed: {message}"
-                );
+                if self.failing_streak.is_multiple_of(FAILURE_LOG_EVERY) {
+                    tracing::warn!(
+                        campaign = %self.campaign_id,
+                        code = error.code(),
+                        failed_attempts = self.failing_streak + 1,
+                        "save failed, retrying: {message}"
+                    );
+                } else {
+                    tracing::debug!(campaign = %self.campaign_id, code = error.code(), "save failed again: {message}");
+                }
+                self.failing_streak += 1;
                 self.emit(SaverEvent::Failed {
                     code: error.code(),
                     message: message.clone(),
