@@ -51,8 +51,8 @@ pub use interpolation::{ObjectPose, SampleMode};
 pub use netem::{DelayLine, LinkConditions};
 pub use prediction::{CorrectionConfig, PredictionConfig, Predictor, Reconciliation};
 pub use session::{
-    AvatarView, ClientSession, Controls, KnownObject, Phase, SessionConfig, SessionEvent,
-    TimingInfo,
+    AvatarView, ClientSession, Controls, KnownObject, Phase, ResumeTicket, SessionConfig,
+    SessionEvent, TimingInfo,
 };
 pub use stats::{Histogram, SessionStats, StatsSummary};
 pub use wire::{Encoding, Frame};

@@ -107,6 +107,23 @@ pub struct SessionConfig {
     /// Most fixed ticks run by one update after a stall; the rest of the backlog is dropped
     /// (default 10).
     pub max_catch_up_ticks: u32,
+    /// Take back an earlier session whose connection was lost ([`ClientSession::resume_ticket`]
+    /// of the old session); `None` joins afresh.
+    pub resume: Option<ResumeTicket>,
+}
+
+/// What a new connection needs to take a lost session back: the welcome's resume token, and
+/// the inputs the server may not have applied (replayed once; the server skips those it has).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumeTicket {
+    /// The newest welcome's `resume_token`.
+    pub token: String,
+    /// The session's client id.
+    pub client_id: ClientId,
+    /// The sequence number the next input takes (numbers keep rising across the resume).
+    pub next_seq: u32,
+    /// Inputs not acknowledged yet, oldest first (at most a second's worth).
+    pub unacknowledged: Vec<PlayerInput>,
 }
 
 impl SessionConfig {
@@ -133,6 +150,7 @@ impl SessionConfig {
             max_extrapolation: 0.25,
             collision_radius: 10.0,
             max_catch_up_ticks: 10,
+            resume: None,
         }
     }
 }
@@ -172,6 +190,9 @@ pub enum SessionEvent {
         client_id: ClientId,
         /// The avatar it drives.
         avatar_id: Option<ObjectId>,
+        /// It took back the session of [`SessionConfig::resume`] (same id, same avatar), and
+        /// the unacknowledged inputs were sent again.
+        resumed: bool,
     },
     /// An object appeared (welcome, `object_added`, or first seen in the stream).
     ObjectAdded {
@@ -297,6 +318,8 @@ pub struct ClientSession {
     next_ping: f64,
     pings_sent: u64,
     next_request_id: u32,
+    /// The newest welcome's resume token.
+    resume_token: Option<String>,
 }
 
 impl ClientSession {
@@ -328,7 +351,6 @@ impl ClientSession {
             objects: BTreeMap::new(),
             last_state_tick: None,
             ack_due: false,
-            next_seq: 1,
             unsent: Vec::new(),
             sent: VecDeque::new(),
             input_tick: 0.0,
@@ -340,8 +362,35 @@ impl ClientSession {
             next_ping: 0.0,
             pings_sent: 0,
             next_request_id: 1,
+            resume_token: None,
+            next_seq: config
+                .resume
+                .as_ref()
+                .map_or(1, |ticket| ticket.next_seq.max(1)),
             config,
         }
+    }
+
+    /// Joins by taking back the session of `ticket` (as [`SessionConfig::resume`]); only before
+    /// [`ClientSession::start`]. Returns whether it was taken.
+    pub fn resume_with(&mut self, ticket: ResumeTicket) -> bool {
+        if self.phase != Phase::Idle {
+            return false;
+        }
+        self.next_seq = ticket.next_seq.max(1);
+        self.config.resume = Some(ticket);
+        true
+    }
+
+    /// What a new connection needs to take this session back after this one is lost (send it as
+    /// [`SessionConfig::resume`]); `None` before the welcome or when the server offers no resume.
+    pub fn resume_ticket(&self) -> Option<ResumeTicket> {
+        Some(ResumeTicket {
+            token: self.resume_token.clone()?,
+            client_id: self.client_id?,
+            next_seq: self.next_seq,
+            unacknowledged: self.sent.iter().chain(&self.unsent).cloned().collect(),
+        })
     }
 
     /// The configuration.
@@ -411,6 +460,10 @@ impl ClientSession {
             &self.config.token,
             self.config.name.as_deref(),
             self.config.interest_radius,
+            self.config
+                .resume
+                .as_ref()
+                .map(|ticket| ticket.token.as_str()),
         );
         self.push_out(frame);
         self.phase = Phase::Joining;
@@ -704,9 +757,40 @@ impl ClientSession {
         self.phase = Phase::Active;
         self.next_ping = now;
         self.last_update = Some(now);
+        self.resume_token = welcome.resume_token.clone();
+        let resumed = welcome.resumed
+            && self
+                .config
+                .resume
+                .as_ref()
+                .is_some_and(|ticket| ticket.client_id == welcome.client_id);
+        if let Some(ticket) = self.config.resume.take()
+            && resumed
+        {
+            // Sent again once, to be applied as soon as they arrive (their target ticks are past);
+            // the server skips those it had applied already, by sequence number.
+            let replay: Vec<PlayerInput> = ticket
+                .unacknowledged
+                .into_iter()
+                .map(|input| PlayerInput {
+                    tick: None,
+                    ..input
+                })
+                .collect();
+            for chunk in replay.chunks(MAX_INPUTS_PER_MESSAGE) {
+                let frame = self.outgoing.inputs(chunk, None);
+                self.push_out(frame);
+                self.stats.inputs_replayed += chunk.len() as u64;
+            }
+            self.sent.extend(replay);
+            while self.sent.len() > SENT_MEMORY {
+                self.sent.pop_front();
+            }
+        }
         self.events.push_back(SessionEvent::Welcomed {
             client_id: welcome.client_id,
             avatar_id: welcome.avatar_id,
+            resumed,
         });
         Ok(())
     }

@@ -126,6 +126,8 @@ pub struct SessionStats {
     pub state_age: Histogram,
     /// Inputs created (one per fixed tick).
     pub inputs_created: u64,
+    /// Unacknowledged inputs sent again after resuming a lost session.
+    pub inputs_replayed: u64,
     /// Inputs the server refused.
     pub inputs_rejected: u64,
     /// Acknowledged states compared with the prediction.

@@ -57,6 +57,10 @@ pub struct Welcome {
     pub server_time: Option<f64>,
     /// The server's movement settings if it sent them; the defaults otherwise.
     pub movement: MovementSettings,
+    /// Sent back in a later join to take this session back after a lost connection.
+    pub resume_token: Option<String>,
+    /// This welcome resumed an earlier session (same client id and avatar).
+    pub resumed: bool,
 }
 
 /// One object listed in a state message.
@@ -159,6 +163,10 @@ struct WelcomePayload {
     server_time: Option<f64>,
     #[serde(default)]
     movement: Option<MovementSettings>,
+    #[serde(default)]
+    resume_token: Option<String>,
+    #[serde(default)]
+    resumed: bool,
 }
 
 #[derive(Deserialize)]
@@ -310,6 +318,8 @@ fn decode_envelope(envelope: Envelope) -> Result<ServerMessage, ClientError> {
                 world_state: p.world_state,
                 server_time: p.server_time,
                 movement: p.movement.unwrap_or_default(),
+                resume_token: p.resume_token,
+                resumed: p.resumed,
             }))
         }
         names::SESSION_ACK => {
@@ -395,8 +405,17 @@ impl Outgoing {
     }
 
     /// `session:join`.
-    pub fn join(&self, token: &str, name: Option<&str>, interest_radius: Option<f32>) -> Frame {
+    pub fn join(
+        &self,
+        token: &str,
+        name: Option<&str>,
+        interest_radius: Option<f32>,
+        resume_token: Option<&str>,
+    ) -> Frame {
         let mut payload = json!({ "token": token });
+        if let Some(resume_token) = resume_token {
+            payload["resume_token"] = json!(resume_token);
+        }
         if let Some(name) = name {
             payload["name"] = json!(name);
         }
@@ -526,7 +545,7 @@ mod tests {
             assert_eq!(inputs[1].tick, Some(102));
             assert!(inputs[1].jump);
         }
-        let join = Outgoing::new("c1", "bot", Encoding::Json).join("alice", None, Some(50.0));
+        let join = Outgoing::new("c1", "bot", Encoding::Json).join("alice", None, Some(50.0), None);
         let Frame::Text(text) = join else { panic!() };
         let decoded = decode_client_text(&text).unwrap();
         assert_eq!(decoded.metadata.campaign_id, "c1");

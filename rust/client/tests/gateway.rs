@@ -263,3 +263,142 @@ fn a_client_joins_over_wss_trusting_the_gateways_own_certificate() {
     });
     drop(server);
 }
+
+#[test]
+fn a_client_whose_connection_drops_resumes_its_session_and_replays_its_inputs() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = GatewayConfig::development();
+    config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    config.session.resume_grace = Duration::from_secs(10);
+    let server = Server::start_with("resume", config);
+    runtime.block_on(async {
+        let walk = Controls {
+            movement: [0.0, 1.0],
+            look: [0.0, 0.0, -1.0],
+            ..Controls::default()
+        };
+        let mut first = transport::connect(&server.url, "resume", "ada", Encoding::Binary)
+            .await
+            .expect("joins");
+        first.step(&walk, Duration::from_millis(800)).await.unwrap();
+        let client_id = first.session().client_id().unwrap();
+        let avatar_id = first.session().avatar_id();
+        let before = first.session().server_avatar().unwrap().position;
+        let ticket = first
+            .session()
+            .resume_ticket()
+            .expect("the server offers a resume");
+        assert_eq!(ticket.client_id, client_id);
+        // The network goes away: no leave, no close frame.
+        drop(first);
+
+        let mut session = nexus_client::SessionConfig::new("resume", "ada");
+        session.encoding = Encoding::Binary;
+        session.resume = Some(ticket.clone());
+        let mut second =
+            transport::connect_with(&server.url, transport::ConnectOptions::new(session))
+                .await
+                .expect("joins again");
+        let welcomed =
+            second
+                .session_mut()
+                .poll_events()
+                .into_iter()
+                .find_map(|event| match event {
+                    nexus_client::SessionEvent::Welcomed { resumed, .. } => Some(resumed),
+                    _ => None,
+                });
+        assert_eq!(welcomed, Some(true), "the welcome resumed the session");
+        assert_eq!(second.session().client_id(), Some(client_id));
+        assert_eq!(second.session().avatar_id(), avatar_id, "the same avatar");
+        let resumed_at = second
+            .session()
+            .objects()
+            .keys()
+            .copied()
+            .find(|id| Some(*id) == avatar_id);
+        assert!(resumed_at.is_some());
+        assert_eq!(
+            second.session().stats().inputs_replayed as usize,
+            ticket.unacknowledged.len()
+        );
+        second
+            .step(&walk, Duration::from_millis(800))
+            .await
+            .unwrap();
+        let after = second.session().server_avatar().unwrap().position;
+        // It walked on from where it was (a new avatar would start at the spawn point again).
+        assert!(
+            after[2] < before[2] - 1.0,
+            "walked on from {before:?} to {after:?}"
+        );
+        let ack = second
+            .session()
+            .predictor()
+            .unwrap()
+            .confirmed_seq()
+            .unwrap();
+        assert!(
+            ack >= ticket.next_seq,
+            "sequence numbers went on: {ack} vs {}",
+            ticket.next_seq
+        );
+        second.close().await;
+    });
+    drop(server);
+}
+
+#[test]
+fn bots_reconnect_by_themselves_after_the_server_restarts() {
+    let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port");
+    let config = || {
+        let mut config = GatewayConfig::development();
+        config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        config
+    };
+    let server = Server::start_with("0", config());
+    let bots = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-bots"))
+        .args([
+            "--url",
+            &server.url,
+            "--count",
+            "3",
+            "--duration",
+            "10",
+            "--quiet",
+        ])
+        .args(["--ramp-ms", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nexus-bots starts");
+    thread::sleep(Duration::from_millis(1500));
+    drop(server); // the server goes away (its shutdown takes a moment)...
+    let server = Server::start_with("0", config()); // ...and comes back on the same port
+    let output = bots.wait_with_output().expect("nexus-bots ends");
+    drop(server);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("NEXUS_BOTS_SUMMARY "))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_else(|| panic!("a summary line in:\n{stdout}"));
+    assert_eq!(summary["connected"], 3, "{summary}");
+    assert!(
+        summary["reconnects"].as_u64().unwrap() >= 3,
+        "every bot reconnected: {summary}"
+    );
+    // A restarted server knows none of the old sessions: they joined afresh, and play on.
+    assert_eq!(summary["resumed"], 0, "{summary}");
+    assert!(
+        summary["states_per_sec_per_client"].as_f64().unwrap() > 5.0,
+        "states flow again: {summary}"
+    );
+}

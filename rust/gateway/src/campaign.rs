@@ -33,6 +33,17 @@ struct Member {
     outbox: Arc<Outbox>,
     info: MemberInfo,
     welcomed: bool,
+    /// Its connection is gone; it waits (grace period) for the client to resume it.
+    parked: bool,
+    /// The next welcome tells the client it resumed its session.
+    resuming: bool,
+}
+
+/// A session taken back by [`Campaign::resume_member`].
+pub(crate) struct Resumed {
+    pub client_id: ClientId,
+    /// The connection that still held the session (the client noticed the loss first): to close.
+    pub replaced: Option<Arc<Outbox>>,
 }
 
 /// Why a client event could not be queued for the host.
@@ -126,8 +137,85 @@ impl Campaign {
                 outbox,
                 info,
                 welcomed: false,
+                parked: false,
+                resuming: false,
             },
         );
+        true
+    }
+
+    /// Keeps the session of a client whose connection `outbox` is gone, for it to resume; false
+    /// when that connection no longer holds the session (another took it over, or it is gone).
+    pub fn park_member(&self, client_id: ClientId, outbox: &Arc<Outbox>) -> bool {
+        let mut members = self.members();
+        let Some(member) = members.get_mut(&client_id) else {
+            return false;
+        };
+        // A client not welcomed yet has nothing to resume.
+        if !Arc::ptr_eq(&member.outbox, outbox) || member.parked || !member.welcomed {
+            return false;
+        }
+        if member.welcomed {
+            Metrics::dec(&self.metrics.clients);
+        }
+        member.welcomed = false;
+        member.parked = true;
+        true
+    }
+
+    /// Hands the session holding `token` (parked, or still on a connection the server has not seen
+    /// drop) to a new connection of the same account, with a new token in `info`.
+    pub fn resume_member(
+        &self,
+        token: &str,
+        user_id: &str,
+        outbox: Arc<Outbox>,
+        info: MemberInfo,
+    ) -> Option<Resumed> {
+        let mut members = self.members();
+        let (client_id, member) = members.iter_mut().find(|(_, m)| {
+            m.info.resume_token.as_deref() == Some(token) && m.info.user_id == user_id
+        })?;
+        if member.welcomed {
+            Metrics::dec(&self.metrics.clients);
+        }
+        let old = std::mem::replace(&mut member.outbox, outbox);
+        let replaced = (!member.parked).then_some(old);
+        member.info = info;
+        member.welcomed = false;
+        member.parked = false;
+        member.resuming = true;
+        Some(Resumed {
+            client_id: *client_id,
+            replaced,
+        })
+    }
+
+    /// Ends a parked session whose grace period ran out; true if it was still parked (the host
+    /// must then hear that the client left).
+    pub fn expire_parked(&self, client_id: ClientId, outbox: &Arc<Outbox>) -> bool {
+        let mut members = self.members();
+        let still_parked = members
+            .get(&client_id)
+            .is_some_and(|m| m.parked && Arc::ptr_eq(&m.outbox, outbox));
+        if still_parked {
+            members.remove(&client_id);
+        }
+        still_parked
+    }
+
+    /// Removes the client if `outbox`'s connection holds its session; true if it did.
+    pub fn remove_member_of(&self, client_id: ClientId, outbox: &Arc<Outbox>) -> bool {
+        let mut members = self.members();
+        if !members
+            .get(&client_id)
+            .is_some_and(|m| Arc::ptr_eq(&m.outbox, outbox))
+        {
+            return false;
+        }
+        if members.remove(&client_id).is_some_and(|m| m.welcomed) {
+            Metrics::dec(&self.metrics.clients);
+        }
         true
     }
 
@@ -315,6 +403,7 @@ impl Router {
             rate => rate,
         };
         let world_state_json = self.world_state_json(world_state);
+        let resumed = std::mem::take(&mut member.resuming);
         let text = wire::welcome_text(
             &self.campaign.id,
             client_id,
@@ -324,6 +413,8 @@ impl Router {
             state_rate,
             &member.info,
             &self.shared.config.limits,
+            self.shared.config.session.resume_grace.as_secs_f64(),
+            resumed,
         );
         member.welcomed = true;
         Metrics::inc(&self.campaign.metrics.clients);
@@ -415,10 +506,23 @@ impl Router {
         member
             .outbox
             .push_reliable(Reliable::Text(Utf8Bytes::from(text)));
-        if !member.welcomed {
+        // A parked session has no connection to refuse; it waits for its client or its expiry.
+        if !member.welcomed && !member.parked {
             // A refused join: the client is no member any more and may try again.
             member.outbox.set_phase(JoinPhase::Refused);
+            let resuming = member.resuming;
             members.remove(&client_id);
+            drop(members);
+            if resuming {
+                // The host may still hold an avatar for it: it must not outlive the session.
+                let _ = self.campaign.send_to_host(
+                    HostEvent::ClientLeft {
+                        client_id,
+                        reason: "resume_refused".into(),
+                    },
+                    true,
+                );
+            }
         }
     }
 

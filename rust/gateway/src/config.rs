@@ -78,6 +78,10 @@ pub struct SessionConfig {
     /// Sockets beyond `limits.max_connections` still answered with a close reason (not just
     /// dropped) at the same time.
     pub refusal_budget: usize,
+    /// How long a session whose connection was lost (not left) waits for its client to resume it
+    /// with the welcome's `resume_token`: its avatar stays, and the host hears of the departure
+    /// only when this runs out. Zero disables resuming.
+    pub resume_grace: Duration,
 }
 
 impl Default for SessionConfig {
@@ -92,6 +96,7 @@ impl Default for SessionConfig {
             host_queue_capacity: 65_536,
             flood_tolerance: 240,
             refusal_budget: 128,
+            resume_grace: Duration::from_secs(20),
         }
     }
 }

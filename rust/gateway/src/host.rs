@@ -229,6 +229,14 @@ impl CampaignHost {
                         Err(err) => self.link.reject(client_id, err.code, &err.message),
                     }
                 }
+                HostEvent::ClientResumed { client_id } => match self.world.avatar_of(client_id) {
+                    Some(avatar) => joined.push((client_id, avatar)),
+                    None => self.link.reject(
+                        client_id,
+                        codes::UNKNOWN_CAMPAIGN,
+                        "the session's avatar is gone; join again without resume_token",
+                    ),
+                },
                 HostEvent::ClientLeft { client_id, .. } => {
                     self.world.remove_player(client_id);
                     if self.clients.remove(&client_id).is_some()

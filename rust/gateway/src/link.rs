@@ -43,6 +43,12 @@ pub enum HostEvent {
         /// `metadata.client_type` of the join (`web`, `godot`...), if given.
         client_type: Option<String>,
     },
+    /// A client whose connection was lost took its session back on a new connection (same
+    /// client id, same avatar): answer with [`CampaignLink::welcome`] again, with its avatar.
+    ClientResumed {
+        /// The client.
+        client_id: ClientId,
+    },
     /// A joined (or joining) client left or was disconnected: remove its avatar.
     ClientLeft {
         /// The client.
@@ -102,6 +108,7 @@ impl HostEvent {
     pub fn client_id(&self) -> ClientId {
         match self {
             HostEvent::ClientJoined { client_id, .. }
+            | HostEvent::ClientResumed { client_id }
             | HostEvent::ClientLeft { client_id, .. }
             | HostEvent::Inputs { client_id, .. }
             | HostEvent::Interaction { client_id, .. }

@@ -36,6 +36,9 @@ pub(crate) struct Metrics {
     pub errors_sent: AtomicU64,
     pub auth_failures: AtomicU64,
     pub auth_previous_secret: AtomicU64,
+    pub resumes: AtomicU64,
+    pub resumes_refused: AtomicU64,
+    pub resumes_expired: AtomicU64,
     pub disconnect_slow: AtomicU64,
     pub disconnect_idle: AtomicU64,
     pub disconnect_join_timeout: AtomicU64,
@@ -74,6 +77,9 @@ impl Default for Metrics {
             errors_sent: zero(0),
             auth_failures: zero(0),
             auth_previous_secret: zero(0),
+            resumes: zero(0),
+            resumes_refused: zero(0),
+            resumes_expired: zero(0),
             disconnect_slow: zero(0),
             disconnect_idle: zero(0),
             disconnect_join_timeout: zero(0),
@@ -400,6 +406,12 @@ pub struct MetricsSnapshot {
     pub auth_failures: u64,
     /// Joins whose token the previous secret of a key rotation signed (0 for a while: retire it).
     pub auth_previous_secret: u64,
+    /// Sessions taken back on a new connection after a lost one.
+    pub resumes: u64,
+    /// Joins with a resume token that matched no resumable session (they joined afresh).
+    pub resumes_refused: u64,
+    /// Lost sessions nobody resumed within the grace period.
+    pub resumes_expired: u64,
     /// Clients disconnected because they could not keep up with reliable events.
     pub disconnects_slow_consumer: u64,
     /// Clients disconnected for silence (no frame, not even a pong, within the idle timeout).
@@ -489,6 +501,9 @@ impl Metrics {
             errors_sent: get(&self.errors_sent),
             auth_failures: get(&self.auth_failures),
             auth_previous_secret: get(&self.auth_previous_secret),
+            resumes: get(&self.resumes),
+            resumes_refused: get(&self.resumes_refused),
+            resumes_expired: get(&self.resumes_expired),
             disconnects_slow_consumer: get(&self.disconnect_slow),
             disconnects_idle: get(&self.disconnect_idle),
             disconnects_join_timeout: get(&self.disconnect_join_timeout),
@@ -656,6 +671,24 @@ impl Collector for SnapshotCollector {
             "nexus_gateway_auth_previous_secret",
             "Joins with a token signed by the previous secret of a key rotation.",
             m.auth_previous_secret,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_sessions_resumed",
+            "Sessions taken back on a new connection after a lost one.",
+            m.resumes,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_session_resumes_refused",
+            "Joins whose resume token matched no resumable session (joined afresh).",
+            m.resumes_refused,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_sessions_expired",
+            "Lost sessions not resumed within the grace period.",
+            m.resumes_expired,
         )?;
         counter(
             e,

@@ -306,6 +306,11 @@ impl Outbox {
         }
     }
 
+    /// The reason code of the close requested so far, if any.
+    pub fn close_reason_code(&self) -> Option<String> {
+        self.lock().close.as_ref().map(|c| c.reason_code.clone())
+    }
+
     /// The close request, once nothing that must precede it is queued.
     pub fn due_close(&self) -> Option<CloseRequest> {
         let inner = self.lock();

@@ -83,6 +83,7 @@ pub(crate) async fn run(
         outbox: outbox.clone(),
         encoding,
         joined: None,
+        closed_by_client: false,
     };
     session.read(stream).await;
     session.leave("disconnected");
@@ -113,6 +114,8 @@ struct Session {
     /// Refused messages tolerated before the client is closed for flooding.
     strikes: TokenBucket,
     last_rate_error: Option<Instant>,
+    /// The client sent a close frame: it left on purpose, so its session is not kept to resume.
+    closed_by_client: bool,
 }
 
 impl Session {
@@ -145,6 +148,8 @@ impl Session {
                                 continue; // closing: only waiting for the client's close
                             }
                             if let Message::Close(_) = message {
+                                // A client that says goodbye meant to go: nothing to resume.
+                                self.closed_by_client = true;
                                 // tungstenite queued the answer; keep polling to flush it.
                                 drain_until = Some(now + config.session.close_grace);
                                 continue;
@@ -475,13 +480,28 @@ impl Session {
             .config
             .interest
             .clamp_radius(request.interest_radius);
-        let client_id = self.shared.next_client_id();
+        let resume_grace = self.shared.config.session.resume_grace;
         let info = MemberInfo {
             name: name.clone(),
             role: claims.role,
             interest_radius,
             encoding: self.encoding,
+            user_id: claims.user_id.clone(),
+            resume_token: (!resume_grace.is_zero()).then(new_resume_token),
         };
+        if let Some(token) = &request.resume_token
+            && !resume_grace.is_zero()
+        {
+            match campaign.resume_member(token, &claims.user_id, self.outbox.clone(), info.clone())
+            {
+                Some(resumed) => {
+                    return self.resume(campaign, resumed, claims.role, interest_radius);
+                }
+                // Unknown, expired or another account's: an ordinary join, `resumed: false`.
+                None => Metrics::inc(&self.shared.metrics.resumes_refused),
+            }
+        }
+        let client_id = self.shared.next_client_id();
         if !campaign.add_member(client_id, self.outbox.clone(), info) {
             return self.send_error(
                 codes::UNKNOWN_CAMPAIGN,
@@ -518,20 +538,91 @@ impl Session {
         }
     }
 
-    /// Leaves the joined campaign, telling the host (reliably: its avatar must go).
+    /// Takes a session back on this connection (see [`Campaign::resume_member`]).
+    fn resume(
+        &mut self,
+        campaign: Arc<Campaign>,
+        resumed: crate::campaign::Resumed,
+        role: Role,
+        interest_radius: f32,
+    ) {
+        let client_id = resumed.client_id;
+        if let Some(replaced) = resumed.replaced {
+            replaced.request_close(CloseRequest {
+                code: close_code::NORMAL,
+                reason_code: codes::SESSION_RESUMED.into(),
+                message: "the session was resumed on another connection".into(),
+                discard_pending: true,
+            });
+        }
+        self.outbox.set_interest_radius(interest_radius);
+        self.outbox.set_phase(JoinPhase::Pending);
+        match campaign.send_to_host(HostEvent::ClientResumed { client_id }, true) {
+            Ok(()) => {
+                Metrics::inc(&self.shared.metrics.resumes);
+                tracing::debug!(campaign = %campaign.id, client_id, "session resumed");
+                self.joined = Some(Joined {
+                    campaign,
+                    client_id,
+                    role,
+                });
+            }
+            Err(_) => {
+                campaign.remove_member_of(client_id, &self.outbox);
+                self.outbox.set_phase(JoinPhase::None);
+                self.send_error(
+                    codes::UNKNOWN_CAMPAIGN,
+                    &format!("campaign {:?} is closing", &*campaign.id),
+                );
+            }
+        }
+    }
+
+    /// Leaves the joined campaign, telling the host (reliably: its avatar must go). A lost
+    /// connection parks the session instead, for the client to resume within the grace period.
     fn leave(&mut self, reason: &str) {
-        if let Some(joined) = self.joined.take() {
-            tracing::debug!(campaign = %joined.campaign.id, client_id = joined.client_id, reason, "client left");
-            joined.campaign.remove_member(joined.client_id);
-            let _ = joined.campaign.send_to_host(
+        let Some(joined) = self.joined.take() else {
+            return;
+        };
+        let grace = self.shared.config.session.resume_grace;
+        // Only a connection lost on the client's side (or found dead by the server) may come back;
+        // one the server closed on purpose (flooding, kicked, shutting down) may not.
+        let lost = reason == "disconnected"
+            && !self.closed_by_client
+            && matches!(
+                self.outbox.close_reason_code().as_deref(),
+                None | Some(codes::IDLE_TIMEOUT | codes::SLOW_CONSUMER)
+            );
+        let (campaign, client_id) = (joined.campaign, joined.client_id);
+        if lost && !grace.is_zero() && campaign.park_member(client_id, &self.outbox) {
+            tracing::debug!(campaign = %campaign.id, client_id, "connection lost: the session waits {grace:?} to be resumed");
+            let outbox = self.outbox.clone();
+            let gateway_metrics = self.shared.metrics.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if campaign.expire_parked(client_id, &outbox) {
+                    Metrics::inc(&gateway_metrics.resumes_expired);
+                    tracing::debug!(campaign = %campaign.id, client_id, "not resumed in time: client left");
+                    let _ = campaign.send_to_host(
+                        HostEvent::ClientLeft {
+                            client_id,
+                            reason: "disconnected".into(),
+                        },
+                        true,
+                    );
+                }
+            });
+        } else if campaign.remove_member_of(client_id, &self.outbox) {
+            tracing::debug!(campaign = %campaign.id, client_id, reason, "client left");
+            let _ = campaign.send_to_host(
                 HostEvent::ClientLeft {
-                    client_id: joined.client_id,
+                    client_id,
                     reason: reason.to_string(),
                 },
                 true,
             );
-            self.outbox.set_phase(JoinPhase::None);
         }
+        self.outbox.set_phase(JoinPhase::None);
     }
 }
 
@@ -780,4 +871,19 @@ fn message_len(message: &Message) -> usize {
         Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
         Message::Close(frame) => frame.as_ref().map_or(0, |f| 2 + f.reason.len()),
     }
+}
+
+/// A fresh resume token: 128 random bits, base64url. Unguessable, and useless without a valid
+/// token of the same account.
+fn new_resume_token() -> Arc<str> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    // The OS's generator does not fail on the platforms we run on; were it to, the token would
+    // still need the account's own token to be used.
+    if getrandom::fill(&mut bytes).is_err() {
+        tracing::warn!("no OS randomness for a resume token");
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(bytes)
+        .into()
 }

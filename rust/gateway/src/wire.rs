@@ -272,6 +272,10 @@ pub(crate) struct MemberInfo {
     pub role: Role,
     pub interest_radius: f32,
     pub encoding: Encoding,
+    /// Account id from the token: only the same account may resume the session.
+    pub user_id: String,
+    /// Offered in the welcome when the gateway keeps lost sessions (`resume_grace` > 0).
+    pub resume_token: Option<Arc<str>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -284,6 +288,8 @@ pub(crate) fn welcome_text(
     state_rate: u32,
     member: &MemberInfo,
     limits: &Limits,
+    resume_grace_secs: f64,
+    resumed: bool,
 ) -> String {
     let welcome = Welcome {
         client_id,
@@ -297,6 +303,14 @@ pub(crate) fn welcome_text(
         interest_radius: member.interest_radius,
         limits,
         server_time: unix_now_f64(),
+        resume: member
+            .resume_token
+            .as_deref()
+            .map(|token| events::ResumeOffer {
+                token,
+                grace_secs: resume_grace_secs,
+            }),
+        resumed,
     };
     events::welcome_with_state_json(campaign_id, &welcome, world_state_json)
 }

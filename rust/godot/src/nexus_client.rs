@@ -723,6 +723,7 @@ impl NexusClient {
                 SessionEvent::Welcomed {
                     client_id,
                     avatar_id,
+                    ..
                 } => {
                     self.state = LinkState::Connected;
                     self.client_id = Some(client_id);

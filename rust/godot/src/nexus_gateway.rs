@@ -73,6 +73,11 @@ pub struct NexusGateway {
     #[export(range = (1.0, 100000.0, 1.0, or_greater))]
     #[init(val = 64)]
     max_connections_per_address: i32,
+    /// Seconds a session whose connection was lost (no close from the client) waits for the
+    /// client to come back with its resume token, keeping its avatar; 0 ends it at once.
+    #[export(range = (0.0, 600.0, 0.5, or_greater))]
+    #[init(val = 20.0)]
+    resume_grace_seconds: f64,
     /// Niceness added to the gateway's network threads (Linux): when the machine is short of
     /// CPU the simulation's tick gets it first, and the gateway sends fewer states instead.
     /// 0 runs them at the game's own priority.
@@ -419,6 +424,14 @@ impl NexusGateway {
         config.limits.max_connections = max_connections.max(1) as usize;
         config.limits.max_connections_per_address = max_per_address.max(1) as usize;
         config.io_niceness = io_niceness;
+        if !self.resume_grace_seconds.is_finite() || self.resume_grace_seconds < 0.0 {
+            return Err(format!(
+                "resume_grace_seconds must be 0 or more, got {}",
+                self.resume_grace_seconds
+            ));
+        }
+        config.session.resume_grace =
+            std::time::Duration::from_secs_f64(self.resume_grace_seconds.min(86_400.0));
         config.path = self.endpoint_path.to_string();
         config.tls_cert = (!tls_cert.is_empty()).then(|| tls_cert.into());
         config.tls_key = (!tls_key.is_empty()).then(|| tls_key.into());

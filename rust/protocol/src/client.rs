@@ -77,7 +77,13 @@ pub struct JoinRequest {
     pub name: Option<String>,
     /// Requested interest radius in metres; the server may clamp it.
     pub interest_radius: Option<f32>,
+    /// The `resume_token` of an earlier welcome: take that session back (same client id and
+    /// avatar) if it is still within its grace period; otherwise this is an ordinary join.
+    pub resume_token: Option<String>,
 }
+
+/// Longest resume token accepted (the server's are 32 characters).
+pub const MAX_RESUME_TOKEN_BYTES: usize = 128;
 
 /// A named gameplay action for the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,6 +251,7 @@ fn decode_payload(
                 token,
                 name: p.opt_string("name", limits.max_name_bytes)?,
                 interest_radius,
+                resume_token: p.opt_string("resume_token", MAX_RESUME_TOKEN_BYTES)?,
             })
         }
         names::SESSION_LEAVE => ClientMessage::Leave {

@@ -60,6 +60,8 @@ pub mod codes {
     pub const SERVER_BUSY: &str = "server_busy";
     /// A WebSocket-level violation (bad UTF-8 in a text frame, bad framing); closes the connection.
     pub const PROTOCOL_VIOLATION: &str = "protocol_violation";
+    /// The session was resumed on another connection (the close reason of the one it left).
+    pub const SESSION_RESUMED: &str = "session_resumed";
 
     /// All codes, for documentation and tests.
     pub const ALL: &[&str] = &[
@@ -87,6 +89,7 @@ pub mod codes {
         JOIN_TIMEOUT,
         SERVER_BUSY,
         PROTOCOL_VIOLATION,
+        SESSION_RESUMED,
     ];
 }
 

@@ -45,6 +45,20 @@ pub struct Welcome<'a> {
     pub limits: &'a Limits,
     /// Server clock, Unix seconds.
     pub server_time: f64,
+    /// What lets the client take this session back after a lost connection, when the server
+    /// keeps sessions for a grace period.
+    pub resume: Option<ResumeOffer<'a>>,
+    /// True when this welcome resumes an earlier session (same client id and avatar).
+    pub resumed: bool,
+}
+
+/// The welcome's offer to resume the session after a lost connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResumeOffer<'a> {
+    /// Send it back as `resume_token` in the next join.
+    pub token: &'a str,
+    /// How long after the connection is lost the session waits, seconds.
+    pub grace_secs: f64,
 }
 
 fn envelope(campaign_id: &str, r#type: &str, payload: Value) -> Envelope {
@@ -67,7 +81,7 @@ pub fn welcome(campaign_id: &str, welcome: &Welcome<'_>) -> Envelope {
 
 /// The welcome without its world state.
 fn welcome_shell(campaign_id: &str, welcome: &Welcome<'_>) -> Envelope {
-    envelope(
+    let mut shell = envelope(
         campaign_id,
         names::SESSION_WELCOME,
         json!({
@@ -83,8 +97,14 @@ fn welcome_shell(campaign_id: &str, welcome: &Welcome<'_>) -> Envelope {
             "interest_radius": welcome.interest_radius,
             "limits": to_value(welcome.limits),
             "server_time": welcome.server_time,
+            "resumed": welcome.resumed,
         }),
-    )
+    );
+    if let (Some(offer), Some(payload)) = (welcome.resume, shell.payload.as_object_mut()) {
+        payload.insert("resume_token".into(), Value::String(offer.token.to_owned()));
+        payload.insert("resume_grace_secs".into(), json!(offer.grace_secs));
+    }
+    shell
 }
 
 /// The text of [`welcome`] with `world_state_json` (the JSON of `welcome.world_state`, which a

@@ -45,6 +45,8 @@ fn welcome_has_the_fixed_fields_and_a_full_world_state() {
         interest_radius: 80.0,
         limits: &limits,
         server_time: 1.5e9,
+        resume: None,
+        resumed: false,
     };
     let p = parsed(&server::welcome("c9", &welcome));
     assert_eq!(p["client_id"], 4);

@@ -109,6 +109,16 @@ impl WasmSession {
         })
     }
 
+    /// Joins by taking back `previous`'s session (its client id, avatar and unacknowledged
+    /// inputs) when the server still keeps it; call before [`WasmSession::start`]. False when
+    /// `previous` has nothing to resume (never welcomed, or the server offers no resume).
+    pub fn resume_from(&mut self, previous: &WasmSession) -> bool {
+        match previous.inner.resume_ticket() {
+            Some(ticket) => self.inner.resume_with(ticket),
+            None => false,
+        }
+    }
+
     /// Queues the join; call once the socket is open.
     pub fn start(&mut self, now: f64) {
         self.inner.start(now);
@@ -323,7 +333,8 @@ pub fn events_json(events: Vec<SessionEvent>) -> Value {
                 SessionEvent::Welcomed {
                     client_id,
                     avatar_id,
-                } => json!({"type": "welcomed", "client_id": client_id, "avatar_id": avatar_id}),
+                    resumed,
+                } => json!({"type": "welcomed", "client_id": client_id, "avatar_id": avatar_id, "resumed": resumed}),
                 SessionEvent::ObjectAdded { id, kind } => {
                     json!({"type": "object_added", "id": id, "kind": kind})
                 }
@@ -404,6 +415,7 @@ mod tests {
             SessionEvent::Welcomed {
                 client_id: 3,
                 avatar_id: Some(9),
+                resumed: false,
             },
             SessionEvent::Closed {
                 reason: "bye".into(),

@@ -137,8 +137,10 @@ export interface ClientStats {
 
 /** Events of a {@link NexusClient} and their arguments. */
 export interface ClientEvents {
-  /** Welcomed (also after each reconnection). */
-  welcome: { clientId: number; avatarId: number | null };
+  /** Welcomed (also after each reconnection). `resumed`: the server kept the session through a
+   * lost connection, so the client id and avatar are the same as before and the inputs it had
+   * not acknowledged were sent again; `false` after a fresh join (a new avatar). */
+  welcome: { clientId: number; avatarId: number | null; resumed: boolean };
   /** The phase changed. */
   phase: ConnectionPhase;
   objectAdded: { id: number; kind: BodyKind };
@@ -234,7 +236,7 @@ export class NexusClient {
   /** Gaps between ticks longer than usual: [when (ms), gap (ms)], the last 5 s. */
   private stalls: [number, number][] = [];
   private lastTickAt: number | null = null;
-  private pending: { clientId: number; avatarId: number | null } | null = null;
+  private pending: { clientId: number; avatarId: number | null; resumed: boolean } | null = null;
 
   private constructor(private readonly options: ConnectOptions) {}
 
@@ -255,7 +257,7 @@ export class NexusClient {
     return this.currentPhase;
   }
 
-  /** The client's id in this connection (changes on reconnection). */
+  /** The client's id (the same after a resumed reconnection, a new one after a fresh join). */
   get clientId(): number | null {
     return this.session?.client_id() ?? null;
   }
@@ -417,6 +419,7 @@ export class NexusClient {
 
       socket.onopen = () => {
         this.encoding = socket.protocol === Subprotocol.binary ? "binary" : "json";
+        const previous = this.session;
         try {
           this.session = new WasmSession(
             JSON.stringify({
@@ -435,6 +438,12 @@ export class NexusClient {
           settle(new NexusError("invalid_config", messageOf(error)));
           socket.close();
           return;
+        }
+        if (previous) {
+          // Take the lost session back (same client id and avatar, unacknowledged inputs sent
+          // again) if the server still keeps it; otherwise the join is a fresh one.
+          this.session.resume_from(previous);
+          previous.free();
         }
         this.lastStatesApplied = 0;
         this.session.start(nowSeconds());
@@ -571,7 +580,7 @@ export class NexusClient {
       onEvent?.(event);
       switch (event.type) {
         case "welcomed":
-          this.pending = { clientId: event.client_id, avatarId: event.avatar_id };
+          this.pending = { clientId: event.client_id, avatarId: event.avatar_id, resumed: event.resumed };
           this.emit("welcome", this.pending);
           break;
         case "object_added":
@@ -668,7 +677,7 @@ export class NexusClient {
 }
 
 type RawEvent =
-  | { type: "welcomed"; client_id: number; avatar_id: number | null }
+  | { type: "welcomed"; client_id: number; avatar_id: number | null; resumed: boolean }
   | { type: "object_added"; id: number; kind: BodyKind }
   | { type: "object_removed"; id: number; reason: string }
   | { type: "interaction_result"; result: InteractionResult }

@@ -156,6 +156,36 @@ test("bad options are clear errors", async () => {
   ).rejects.toMatchObject({ code: "connect_failed" });
 });
 
+test("a dropped connection resumes the same session: same client, same avatar, walking on", async () => {
+  const proxy = await Proxy.start(server.url);
+  const client = await NexusClient.connect(
+    options({ url: proxy.url, token: "resumer", reconnect: { initialDelayMs: 100, maxDelayMs: 500 } }),
+  );
+  const observer = await Observer.join(server.url);
+  const welcomes: { clientId: number; avatarId: number | null; resumed: boolean }[] = [];
+  client.on("welcome", (welcome) => welcomes.push(welcome));
+  try {
+    const clientId = client.clientId;
+    const avatarId = client.avatarId!;
+    client.setControls({ forward: 1, look: [1, 0, 0] });
+    await until(() => observer.positions.has(avatarId), 3000, "the observer to see the avatar");
+    await sleep(500);
+    proxy.cut();
+    await until(() => welcomes.length === 1, 10_000, "the welcome after the drop");
+    expect(welcomes[0]).toEqual({ clientId, avatarId, resumed: true });
+    expect(client.clientId).toBe(clientId);
+    const before = observer.positions.get(avatarId)![0];
+    await sleep(800);
+    // The same avatar walks on (+x) under the same client's inputs.
+    expect(observer.positions.get(avatarId)![0]).toBeGreaterThan(before + 1);
+    expect(client.phase).toBe("active");
+  } finally {
+    observer.close();
+    client.close();
+    await proxy.close();
+  }
+}, 30_000);
+
 test("after the server restarts the client reconnects by itself", async () => {
   const client = await NexusClient.connect(options({ token: "patient", reconnect: { initialDelayMs: 100, maxDelayMs: 500 } }));
   const phases: string[] = [];

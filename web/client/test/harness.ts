@@ -109,6 +109,7 @@ export class Observer {
 export class Proxy {
   holdStates = false;
   private clients = new Set<WebSocket>();
+  private pairs = new Set<[WebSocket, WebSocket]>();
   private constructor(
     private server: WebSocketServer,
     readonly port: number,
@@ -126,6 +127,7 @@ export class Proxy {
       proxy.clients.add(client);
       const protocol = request.headers["sec-websocket-protocol"]?.split(",")[0]?.trim();
       const up = new WebSocket(upstream, protocol ? [protocol] : []);
+      proxy.pairs.add([client, up]);
       const queue: [WebSocket.RawData, boolean][] = [];
       up.on("open", () => queue.splice(0).forEach(([data, binary]) => up.send(data, { binary })));
       client.on("message", (data, binary) => (up.readyState === 1 ? up.send(data, { binary }) : queue.push([data, binary])));
@@ -138,6 +140,19 @@ export class Proxy {
     });
     await new Promise((resolve) => server.once("listening", resolve));
     return proxy;
+  }
+
+  /** Cuts every connection as a failing network would: both sides just see the TCP connection
+   * end, with no WebSocket close frame. */
+  cut(): void {
+    for (const [client, up] of this.pairs) {
+      client.removeAllListeners("close");
+      up.removeAllListeners("close");
+      client.terminate();
+      up.terminate();
+    }
+    this.pairs.clear();
+    this.clients.clear();
   }
 
   /** Sends a frame to every connected client as if the server had. */

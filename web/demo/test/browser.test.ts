@@ -241,9 +241,9 @@ const STALL_LIMIT_MS = 150;
 for (const rtt of [100, 200]) {
   test(`prediction stays close to the server with ${rtt} ms emulated round trip`, async () => {
     // A run that missed the mark while the page froze for several server ticks (software
-    // rendering and the server share 2 cores) or the server refused inputs (queued past its
-    // limits) measured the machine, not the prediction: its inputs reached the server late. Such
-    // a run is retried, twice; any other failure fails at once.
+    // rendering and the server share 2 cores), the server refused inputs (queued past its
+    // limits) or streamed far below its rate measured the machine, not the prediction: its inputs
+    // reached the server late. Such a run is retried, twice; any other failure fails at once.
     for (let attempt = 1; ; attempt++) {
       const page = await openDemo(`name=browser-lag-${rtt}-${attempt}&rtt=${rtt}&quality=low&fps=20`, { width: 480, height: 300 });
       try {
@@ -261,8 +261,14 @@ for (const rtt of [100, 200]) {
             `inputs rejected ${JSON.stringify(rejected)}, ${stats.statesPerSecond} states/s, ` +
             `page stalled up to ${stats.longestStallMs.toFixed(0)} ms`,
         );
-        const machineStarved = Object.keys(rejected).length > 0 || stats.longestStallMs > STALL_LIMIT_MS;
-        const passes = Object.keys(rejected).length === 0 && stats.predictionErrorP99Mm < 50;
+        // The server streams 20 states/s; far fewer means the server itself was short of CPU.
+        const machineStarved =
+          Object.keys(rejected).length > 0 || stats.longestStallMs > STALL_LIMIT_MS || stats.statesPerSecond < 10;
+        const passes =
+          Object.keys(rejected).length === 0 &&
+          (stats.pingMs ?? 0) > rtt * 0.8 &&
+          stats.statesApplied > 20 &&
+          stats.predictionErrorP99Mm < 50;
         if (machineStarved && !passes && attempt < 3) continue;
         expect(rejected).toEqual({});
         expect(stats.pingMs).toBeGreaterThan(rtt * 0.8);

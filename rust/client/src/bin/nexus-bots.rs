@@ -105,6 +105,11 @@ struct Cli {
     /// No per-client table.
     #[arg(long)]
     quiet: bool,
+    /// Do not reconnect a bot whose connection is lost. By default it reconnects with backoff
+    /// (0.1 s, doubling up to 5 s), taking its session back when the server still keeps it, and
+    /// carries on; statistics are then those of its last connection.
+    #[arg(long)]
+    no_reconnect: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -174,6 +179,7 @@ struct Args {
     threads: usize,
     seed: u64,
     quiet: bool,
+    reconnect: bool,
 }
 
 impl From<Cli> for Args {
@@ -201,6 +207,7 @@ impl From<Cli> for Args {
             threads: cli.threads,
             seed: cli.seed,
             quiet: cli.quiet,
+            reconnect: !cli.no_reconnect,
         }
     }
 }
@@ -255,6 +262,22 @@ struct BotReport {
     seconds: f64,
     error: Option<String>,
     closed_early: Option<String>,
+    /// Connections made again after a lost one.
+    reconnects: u64,
+    /// Of those, the ones that took the session back (same client, same avatar).
+    resumed: u64,
+}
+
+/// Closes after which reconnecting would only be refused again.
+fn is_final_close(reason: &str) -> bool {
+    [
+        "invalid_token",
+        "rate_limited",
+        "left",
+        "too_many_connections",
+    ]
+    .iter()
+    .any(|code| reason.starts_with(code))
 }
 
 /// The bot's behaviour: walk in a direction for a while, sometimes run or jump; every few
@@ -353,6 +376,134 @@ async fn run_bot(
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     stop: Arc<AtomicBool>,
 ) -> BotReport {
+    let options = bot_options(&args, index);
+    let connected = transport::connect_with(&args.url, options).await;
+    drop(permit);
+    let mut client = match connected {
+        Ok(client) => client,
+        Err(err) => {
+            // Per bot, so debug: the report counts failures and shows the first error.
+            tracing::debug!(bot = index, "cannot join: {err}");
+            return BotReport {
+                index,
+                stats: None,
+                seconds: 0.0,
+                error: Some(err.to_string()),
+                closed_early: None,
+                reconnects: 0,
+                resumed: 0,
+            };
+        }
+    };
+    let mut started = client.now();
+    let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
+    let mut behaviour = Behaviour::new(args.seed ^ (index as u64).wrapping_mul(0x9E37));
+    let mut result = Ok(());
+    let (mut reconnects, mut resumed) = (0, 0);
+    loop {
+        // Interactions need `&mut` access between runs: play in one-second slices.
+        while Instant::now() < deadline && !client.is_closed() && !stop.load(Ordering::Relaxed) {
+            let slice_end = (Instant::now() + Duration::from_secs(1)).min(deadline);
+            result = client
+                .run_until(slice_end, |_, now| behaviour.controls(now))
+                .await;
+            if result.is_err() {
+                break;
+            }
+            let now = client.now();
+            if let Some(request) = behaviour.interaction(now, client.session()) {
+                client.session_mut().interact(request);
+            }
+        }
+        if !args.reconnect || !client.is_closed() || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let reason = closed_reason(&mut client);
+        if reason.as_deref().is_some_and(is_final_close) {
+            break;
+        }
+        let ticket = client.session().resume_ticket();
+        let mut delay = Duration::from_millis(100);
+        let again = loop {
+            if Instant::now() + delay >= deadline || stop.load(Ordering::Relaxed) {
+                break None;
+            }
+            tokio::time::sleep(delay).await;
+            let mut options = bot_options(&args, index);
+            options.session.resume = ticket.clone();
+            match transport::connect_with(&args.url, options).await {
+                Ok(client) => break Some(client),
+                Err(err) => {
+                    tracing::debug!(bot = index, "cannot reconnect yet: {err}");
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let Some(mut again) = again else {
+            // Out of time before the server came back: report the lost connection.
+            return finish(client, index, started, result, reason, reconnects, resumed).await;
+        };
+        reconnects += 1;
+        let took_back = again.session_mut().poll_events().into_iter().any(|event| {
+            matches!(
+                event,
+                nexus_client::SessionEvent::Welcomed { resumed: true, .. }
+            )
+        });
+        resumed += u64::from(took_back);
+        tracing::debug!(bot = index, resumed = took_back, "reconnected");
+        client = again;
+        started = client.now();
+        result = Ok(());
+    }
+    let reason = if client.is_closed() {
+        closed_reason(&mut client)
+    } else {
+        None
+    };
+    finish(client, index, started, result, reason, reconnects, resumed).await
+}
+
+/// Why the session closed (its `Closed` event), if it did.
+fn closed_reason(client: &mut transport::Client) -> Option<String> {
+    client
+        .session_mut()
+        .poll_events()
+        .into_iter()
+        .find_map(|e| match e {
+            nexus_client::SessionEvent::Closed { reason } => Some(reason),
+            _ => None,
+        })
+}
+
+/// The bot's report; closes its connection politely if it is still open.
+async fn finish(
+    client: transport::Client,
+    index: usize,
+    started: f64,
+    result: Result<(), nexus_client::ClientError>,
+    closed_early: Option<String>,
+    reconnects: u64,
+    resumed: u64,
+) -> BotReport {
+    let seconds = client.now() - started;
+    let stats = client.session().stats().clone();
+    if !client.is_closed() {
+        client.close().await;
+    }
+    BotReport {
+        index,
+        stats: Some(stats),
+        seconds,
+        error: result.err().map(|e| e.to_string()),
+        closed_early,
+        reconnects,
+        resumed,
+    }
+}
+
+/// How bot `index` connects.
+fn bot_options(args: &Args, index: usize) -> ConnectOptions {
     let mut config = SessionConfig::new(&args.campaign, &format!("{}-{index}", args.token_prefix));
     config.encoding = args.encoding;
     config.client_type = "bot".into();
@@ -370,64 +521,7 @@ async fn run_bot(
     options.frame_rate = args.frame_rate;
     // A real client acks within one 60 fps frame; bots update less often to save the CPU.
     options.immediate_acks = true;
-    let connected = transport::connect_with(&args.url, options).await;
-    drop(permit);
-    let mut client = match connected {
-        Ok(client) => client,
-        Err(err) => {
-            // Per bot, so debug: the report counts failures and shows the first error.
-            tracing::debug!(bot = index, "cannot join: {err}");
-            return BotReport {
-                index,
-                stats: None,
-                seconds: 0.0,
-                error: Some(err.to_string()),
-                closed_early: None,
-            };
-        }
-    };
-    let started = client.now();
-    let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
-    let mut behaviour = Behaviour::new(args.seed ^ (index as u64).wrapping_mul(0x9E37));
-    let mut result = Ok(());
-    // Interactions need `&mut` access between runs: play in one-second slices.
-    while Instant::now() < deadline && !client.is_closed() && !stop.load(Ordering::Relaxed) {
-        let slice_end = (Instant::now() + Duration::from_secs(1)).min(deadline);
-        result = client
-            .run_until(slice_end, |_, now| behaviour.controls(now))
-            .await;
-        if result.is_err() {
-            break;
-        }
-        let now = client.now();
-        if let Some(request) = behaviour.interaction(now, client.session()) {
-            client.session_mut().interact(request);
-        }
-    }
-    let seconds = client.now() - started;
-    let closed_early = if client.is_closed() {
-        client
-            .session_mut()
-            .poll_events()
-            .into_iter()
-            .find_map(|e| match e {
-                nexus_client::SessionEvent::Closed { reason } => Some(reason),
-                _ => None,
-            })
-    } else {
-        None
-    };
-    let stats = client.session().stats().clone();
-    if !client.is_closed() {
-        client.close().await;
-    }
-    BotReport {
-        index,
-        stats: Some(stats),
-        seconds,
-        error: result.err().map(|e| e.to_string()),
-        closed_early,
-    }
+    options
 }
 
 /// The final machine-readable line.
@@ -440,6 +534,9 @@ struct Summary {
     connected: usize,
     failed: usize,
     closed_early: usize,
+    /// Connections made again after lost ones, and how many of them resumed their session.
+    reconnects: u64,
+    resumed: u64,
     encoding: &'static str,
     rtt_ms: f64,
     jitter_ms: f64,
@@ -544,6 +641,8 @@ async fn run_all(args: Arc<Args>, stop: Arc<AtomicBool>) -> Vec<BotReport> {
             seconds: 0.0,
             error: Some(format!("bot task failed: {err}")),
             closed_early: None,
+            reconnects: 0,
+            resumed: 0,
         }));
     }
     reports
@@ -553,6 +652,8 @@ fn report(args: &Args, reports: &[BotReport], stopped_by_signal: bool) -> ExitCo
     let connected: Vec<&BotReport> = reports.iter().filter(|r| r.stats.is_some()).collect();
     let failed = reports.len() - connected.len();
     let closed_early = reports.iter().filter(|r| r.closed_early.is_some()).count();
+    let reconnects: u64 = reports.iter().map(|r| r.reconnects).sum();
+    let resumed: u64 = reports.iter().map(|r| r.resumed).sum();
     let first_error = reports
         .iter()
         .find_map(|r| r.error.clone().or_else(|| r.closed_early.clone()));
@@ -603,6 +704,11 @@ fn report(args: &Args, reports: &[BotReport], stopped_by_signal: bool) -> ExitCo
     if stopped_by_signal {
         println!("stopped            by a signal, before the sessions' full duration");
     }
+    if reconnects > 0 {
+        println!(
+            "reconnected        {reconnects} times after lost connections ({resumed} resumed their session)"
+        );
+    }
     println!(
         "rx per client      {:.0} B/s",
         stats.rx_bytes_per_sec_per_client
@@ -632,6 +738,8 @@ fn report(args: &Args, reports: &[BotReport], stopped_by_signal: bool) -> ExitCo
         connected: connected.len(),
         failed,
         closed_early,
+        reconnects,
+        resumed,
         encoding: args.encoding.name(),
         rtt_ms: args.rtt * 1e3,
         jitter_ms: args.jitter * 1e3,

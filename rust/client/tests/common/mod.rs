@@ -151,6 +151,8 @@ impl SimServer {
                         interest_radius: 120.0,
                         limits: &limits,
                         server_time: Self::server_time(now),
+                        resume: None,
+                        resumed: false,
                     },
                 );
                 // Others learn about the new avatar; the newcomer has it in its welcome.

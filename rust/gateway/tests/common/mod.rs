@@ -33,16 +33,22 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub const SECRET: &[u8] = b"integration-test-secret-0123456789";
 
 /// A development-mode config on an ephemeral loopback port.
+///
+/// Lost connections end their session at once here (no resume grace): the tests of resuming
+/// (`resume.rs`) set their own.
 pub fn dev_config() -> GatewayConfig {
     let mut config = GatewayConfig::development();
     config.bind = "127.0.0.1:0".parse().unwrap();
+    config.session.resume_grace = Duration::ZERO;
     config
 }
 
 /// A signed-mode config on an ephemeral loopback port.
+/// (No resume grace either, as [`dev_config`].)
 pub fn signed_config() -> GatewayConfig {
     let mut config = GatewayConfig::signed(SECRET.to_vec());
     config.bind = "127.0.0.1:0".parse().unwrap();
+    config.session.resume_grace = Duration::ZERO;
     config
 }
 
