@@ -46,6 +46,11 @@ pub struct GatewayConfig {
     /// do not take, with `index.html` for `/`; files outside it are never served. It must exist
     /// and hold an `index.html`.
     pub web_root: Option<PathBuf>,
+    /// For WebSocket conformance testing only (`scripts/conformance`): a path where every text or
+    /// binary message is sent straight back, over the same listener, upgrade settings, size caps
+    /// and close handling as `path`, without joins, campaigns or rate limits. Off by default;
+    /// never set it on a server that players use.
+    pub echo_path: Option<String>,
     /// PEM certificate chain: with [`GatewayConfig::tls_key`], the port serves `wss://` and
     /// `https://` (TLS via rustls) instead of `ws://` and `http://`.
     pub tls_cert: Option<PathBuf>,
@@ -114,6 +119,7 @@ impl GatewayConfig {
             io_niceness: 10,
             extra_routes: None,
             web_root: None,
+            echo_path: None,
             tls_cert: None,
             tls_key: None,
         }
@@ -251,6 +257,15 @@ impl GatewayConfig {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return fail("tls_cert and tls_key go together: set both (TLS) or neither".into());
         }
+        if let Some(echo) = &self.echo_path
+            && (!echo.starts_with('/')
+                || [self.path.as_str(), "/metrics", "/health"].contains(&echo.as_str()))
+        {
+            return fail(format!(
+                "echo_path {echo:?} must start with '/' and differ from {}, /metrics and /health",
+                self.path
+            ));
+        }
         if let Some(root) = &self.web_root
             && !root.join("index.html").is_file()
         {
@@ -267,6 +282,10 @@ impl GatewayConfig {
                 .route("/metrics", axum::routing::get(|| async {}))
                 .route("/health", axum::routing::get(|| async {}))
                 .fallback(|| async {});
+            let ours = match &self.echo_path {
+                Some(echo) => ours.route(echo, axum::routing::get(|| async {})),
+                None => ours,
+            };
             let extra = extra.clone();
             let merged =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || ours.merge(extra)));

@@ -42,6 +42,7 @@
 pub mod auth;
 mod campaign;
 mod config;
+mod conformance;
 mod gateway;
 mod host;
 mod link;

@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::shared::{ConnectionSlot, Shared, SocketSlot, supervised};
 use crate::wire::{self, Encoding, codes};
-use crate::{metrics, session};
+use crate::{conformance, metrics, session};
 
 /// Read buffer of a connection. tungstenite zero-fills the read buffer's free space before every
 /// read: its default 128 KiB cost more than the rest of reading a client's small input frames
@@ -51,11 +51,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let path = shared.config.path.clone();
     let extra = shared.config.extra_routes.clone();
     let web_root = shared.config.web_root.clone();
+    let echo_path = shared.config.echo_path.clone();
     let routes = Router::new()
         .route(&path, get(websocket))
         .route("/metrics", get(metrics_text))
         .route("/health", get(health))
-        .with_state(shared);
+        .with_state(shared.clone());
+    let routes = match echo_path {
+        Some(echo) => routes.route(&echo, get(echo_websocket).with_state(shared)),
+        None => routes,
+    };
     let routes = match extra {
         Some(extra) => routes.merge(extra),
         None => routes,
@@ -192,21 +197,62 @@ async fn websocket(
         upgrade.set_selected_protocol(HeaderValue::from_static(name));
     }
     let slot = shared.reserve_connection(connection.peer.ip());
-    let hard = shared.config.session.hard_max_frame_bytes;
     let token = connection.tracker.token();
+    configured(upgrade, &shared).on_upgrade(move |ws| async move {
+        let _tracked = token;
+        let task = upgraded(ws, encoding, shared.clone(), connection, slot);
+        supervised(shared, task).await;
+    })
+}
+
+/// The upgrade settings every WebSocket of the port gets: the game endpoint's, and the
+/// conformance echo's, which must be tested with exactly the same.
+fn configured(upgrade: WebSocketUpgrade, shared: &Shared) -> WebSocketUpgrade {
+    let hard = shared.config.session.hard_max_frame_bytes;
     upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |ws| async move {
-            let _tracked = token;
-            let task = upgraded(ws, encoding, shared.clone(), connection, slot);
-            supervised(shared, task).await;
-        })
+}
+
+/// The conformance echo ([`GatewayConfig::echo_path`](crate::GatewayConfig::echo_path)): the same
+/// listener, connection limits and upgrade as the game endpoint, then [`conformance::echo`].
+async fn echo_websocket(
+    State(shared): State<Arc<Shared>>,
+    connection: Result<Extension<Connection>, ExtensionRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let (Ok(Extension(connection)), Ok(upgrade)) = (connection, upgrade) else {
+        return plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "a WebSocket echo endpoint: connect with a WebSocket client\n".into(),
+        );
+    };
+    let slot = shared.reserve_connection(connection.peer.ip());
+    let token = connection.tracker.token();
+    configured(upgrade, &shared).on_upgrade(move |ws| async move {
+        let _tracked = token;
+        let supervisor = shared.clone();
+        let task = async move {
+            match slot {
+                // The slot and the socket's budget place are held until the echo ends.
+                Ok(_slot) => {
+                    let Connection {
+                        shutdown,
+                        socket: _socket,
+                        ..
+                    } = connection;
+                    conformance::echo(ws, &shared, shutdown).await;
+                }
+                Err(why) => refuse(ws, &shared, why).await,
+            }
+        };
+        supervised(supervisor, task).await;
+    })
 }
 
 async fn upgraded(
-    mut ws: WebSocket,
+    ws: WebSocket,
     encoding: Encoding,
     shared: Arc<Shared>,
     connection: Connection,
@@ -223,15 +269,17 @@ async fn upgraded(
             } = connection;
             session::run(ws, encoding, shared, shutdown, tracker, slot).await;
         }
-        Err(why) => {
-            // Refused: say why in the close frame, then give the client a moment to read it.
-            let frame = CloseFrame {
-                code: close_code::AGAIN,
-                reason: format!("{}: {why}", codes::TOO_MANY_CONNECTIONS).into(),
-            };
-            let grace = shared.config.session.close_grace;
-            let _ = tokio::time::timeout(grace, ws.send(Message::Close(Some(frame)))).await;
-            let _ = tokio::time::timeout(grace, async { while ws.next().await.is_some() {} }).await;
-        }
+        Err(why) => refuse(ws, &shared, why).await,
     }
+}
+
+/// Past a connection limit: say why in the close frame, then give the client a moment to read it.
+async fn refuse(mut ws: WebSocket, shared: &Shared, why: &str) {
+    let frame = CloseFrame {
+        code: close_code::AGAIN,
+        reason: format!("{}: {why}", codes::TOO_MANY_CONNECTIONS).into(),
+    };
+    let grace = shared.config.session.close_grace;
+    let _ = tokio::time::timeout(grace, ws.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(grace, async { while ws.next().await.is_some() {} }).await;
 }

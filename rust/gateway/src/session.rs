@@ -627,7 +627,7 @@ impl Session {
 }
 
 /// The close to answer a WebSocket-level violation with, or `None` when the peer simply went away.
-fn violation(
+pub(crate) fn violation(
     err: &axum::Error,
     hard_max_frame_bytes: usize,
 ) -> Option<(CloseCode, &'static str, String)> {
