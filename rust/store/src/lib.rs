@@ -39,6 +39,6 @@ pub use record::{
 pub use saver::{Saver, SaverConfig, SaverEvent, SaverStatus, Submitted};
 pub use sqlite::{
     APPLICATION_ID, CAMPAIGN_FILE_EXTENSION, MIGRATIONS, Migration, SCHEMA_VERSION, SqliteStore,
-    open,
+    load_campaign_image, open,
 };
 pub use store::{CampaignLock, CampaignStore, CampaignSummary, SaveStats};

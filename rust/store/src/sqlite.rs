@@ -654,6 +654,35 @@ fn encode_object(
     ))
 }
 
+/// Reads a campaign from a copy of its database file held in memory (the bytes of a
+/// `campaigns/ID.sqlite3`), with the identity checks, migrations and decoding of a load from disk;
+/// no file is read or written. Any bytes give a campaign, `None` or an error, never a panic: the
+/// loader is fuzzed through this (`rust/fuzz`).
+pub fn load_campaign_image(
+    bytes: &[u8],
+    campaign_id: &str,
+) -> Result<Option<CampaignRecord>, StoreError> {
+    validate_campaign_id(campaign_id)?;
+    let path = PathBuf::from(format!("(in-memory image of campaign {campaign_id})"));
+    let mut connection =
+        Connection::open_in_memory().map_err(|e| database_error(&path, "open", e))?;
+    if !bytes.is_empty() {
+        let mut image = bytes.to_vec();
+        // Saved files are in WAL mode, which SQLite refuses for an in-memory database; without its
+        // -wal file a copy is a plain rollback-journal database (header bytes 18-19: 1, not 2).
+        if image.len() >= 20 && image[18] == 2 && image[19] == 2 {
+            image[18] = 1;
+            image[19] = 1;
+        }
+        connection
+            .deserialize_read_exact(rusqlite::MAIN_DB, image.as_slice(), image.len(), false)
+            .map_err(|e| database_error(&path, "load the image", e))?;
+    }
+    check_file_identity(&connection, &path)?;
+    run_migrations(&mut connection, MIGRATIONS, &path)?;
+    read_campaign(&mut connection, &path, campaign_id)
+}
+
 /// Reads a whole campaign inside one read transaction: a consistent state even while the saver
 /// of a running server commits (WAL readers see the last commit before they started).
 fn read_campaign(

@@ -281,3 +281,42 @@ fn replace_campaign_deletes_rows_that_are_gone() {
     assert_eq!(stats.revision, 2);
     assert_same(store.load_campaign("eps").unwrap().as_ref(), &smaller);
 }
+
+#[test]
+fn a_copy_of_a_campaign_file_loads_from_memory_and_damaged_copies_are_errors() {
+    let dir = ScratchDir::new("image");
+    let record = campaign("gamma", 20);
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    store
+        .save_change("gamma", &CampaignChange::between(None, &record))
+        .unwrap();
+    store.close(); // checkpoints the WAL into the file
+    let bytes = std::fs::read(store.campaign_path("gamma")).unwrap();
+    assert_same(
+        nexus_store::load_campaign_image(&bytes, "gamma")
+            .unwrap()
+            .as_ref(),
+        &record,
+    );
+    // The file on disk was only read.
+    assert_eq!(std::fs::read(store.campaign_path("gamma")).unwrap(), bytes);
+    // Another campaign's file, and an empty image.
+    assert!(nexus_store::load_campaign_image(&bytes, "delta").is_err());
+    assert_eq!(
+        nexus_store::load_campaign_image(&[], "gamma").unwrap(),
+        None
+    );
+    // Not a database; cut short; a page overwritten: errors that say so, never a panic.
+    let garbage = nexus_store::load_campaign_image(b"definitely not sqlite", "gamma").unwrap_err();
+    assert!(
+        matches!(garbage, StoreError::NotACampaignStore { .. }),
+        "{garbage}"
+    );
+    assert!(nexus_store::load_campaign_image(&bytes[..bytes.len() / 2], "gamma").is_err());
+    let mut damaged = bytes.clone();
+    let page = 4096;
+    for b in &mut damaged[page..2 * page] {
+        *b = 0x5a;
+    }
+    assert!(nexus_store::load_campaign_image(&damaged, "gamma").is_err());
+}

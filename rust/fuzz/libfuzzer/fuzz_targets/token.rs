@@ -1,0 +1,3 @@
+#![no_main]
+// The body is nexus_fuzz::token, which tests/corpus.rs also replays on stable.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| nexus_fuzz::token(data));
