@@ -67,12 +67,18 @@ pub fn free_port() -> u16 {
 
 /// `GET path` on 127.0.0.1:`port` (HTTP/1.1, the server closes): the status line and the body.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    http_get_at(&format!("127.0.0.1:{port}"), path)
+}
+
+/// `GET path` on `address` (`host:port`), as [`http_get`].
+pub fn http_get_at(address: &str, path: &str) -> std::io::Result<(String, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let mut stream = std::net::TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

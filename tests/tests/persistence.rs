@@ -189,6 +189,121 @@ impl Drop for SmallDisk {
     }
 }
 
+/// An ext4 image on a loop device that can fail like a real disk: `abort` turns it read-only
+/// for every write, even through files already open (what ext4 does after an I/O error).
+struct LoopDisk {
+    path: std::path::PathBuf,
+    image: std::path::PathBuf,
+}
+
+impl LoopDisk {
+    fn mount(name: &str, megabytes: u64) -> Result<LoopDisk, String> {
+        let dir = fresh_dir(name);
+        let disk = LoopDisk {
+            path: dir.join("disk"),
+            image: dir.join("disk.img"),
+        };
+        std::fs::create_dir_all(&disk.path).map_err(|e| e.to_string())?;
+        std::fs::File::create(&disk.image)
+            .and_then(|f| f.set_len(megabytes << 20))
+            .map_err(|e| e.to_string())?;
+        sh(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), disk.image.as_os_str()],
+        )?;
+        disk.attach()?;
+        Ok(disk)
+    }
+
+    fn attach(&self) -> Result<(), String> {
+        sh(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                self.image.as_os_str(),
+                self.path.as_os_str(),
+            ],
+        )
+    }
+
+    fn abort(&self) {
+        sh(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "remount,abort".as_ref(),
+                self.path.as_os_str(),
+            ],
+        )
+        .expect("ext4 takes the abort option");
+    }
+
+    /// Unmounts the failed disk, repairs it with fsck and mounts it again at the same place.
+    fn repair(&self) {
+        sh("umount", &["-l".as_ref(), self.path.as_os_str()]).expect("umount");
+        // Exit code 1 means e2fsck fixed something, which is expected after an abort.
+        let fsck = std::process::Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .output()
+            .expect("e2fsck runs");
+        assert!(
+            fsck.status.code().is_some_and(|code| code <= 1),
+            "e2fsck: {}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+        self.attach().expect("the repaired disk mounts");
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+fn sh(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The world keeps running: states keep coming with later ticks.
+async fn assert_the_world_runs_on(client: &mut Client) {
+    let tick_of = |e: &serde_json::Value| e["payload"]["tick"].as_u64();
+    let first = client
+        .next_matching(
+            |e| e["type"] == "physics:world_state:v1:stream",
+            Duration::from_secs(5),
+        )
+        .await
+        .and_then(|e| tick_of(&e))
+        .expect("states during the outage");
+    let later = client
+        .next_matching(
+            |e| {
+                e["type"] == "physics:world_state:v1:stream"
+                    && e["payload"]["tick"].as_u64().unwrap_or(0) > first + 60
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(later.is_some(), "the world ran on for a second of ticks");
+}
+
 /// `/health` as JSON.
 fn health(port: u16) -> serde_json::Value {
     let (status, body) = nexus_e2e::http_get(port, "/health").expect("/health answers");
@@ -286,26 +401,7 @@ async fn a_full_disk_degrades_health_keeps_the_world_running_and_loses_nothing()
     );
     server.wait_for_line("save failed", Duration::from_secs(5));
 
-    // The world keeps running: states keep coming with later ticks.
-    let tick_of = |e: &serde_json::Value| e["payload"]["tick"].as_u64();
-    let first = admin
-        .next_matching(
-            |e| e["type"] == "physics:world_state:v1:stream",
-            Duration::from_secs(5),
-        )
-        .await
-        .and_then(|e| tick_of(&e))
-        .expect("states during the outage");
-    let later = admin
-        .next_matching(
-            |e| {
-                e["type"] == "physics:world_state:v1:stream"
-                    && e["payload"]["tick"].as_u64().unwrap_or(0) > first + 60
-            },
-            Duration::from_secs(10),
-        )
-        .await;
-    assert!(later.is_some(), "the world ran on for a second of ticks");
+    assert_the_world_runs_on(&mut admin).await;
     let failures = campaign_persistence(&health(port))["failures"]
         .as_u64()
         .unwrap_or(0);
@@ -337,6 +433,71 @@ async fn a_full_disk_degrades_health_keeps_the_world_running_and_loses_nothing()
         assert!(
             named(objects, name).is_some(),
             "{name} survived the outage and the crash"
+        );
+    }
+}
+
+/// The data directory's disk turns read-only under the running server (ext4 after an I/O
+/// error): `/health` says so, the world keeps running; the disk is unmounted, repaired and
+/// mounted again, saving resumes by itself, and after a crash nothing built meanwhile is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_turning_read_only_degrades_health_and_saving_resumes_after_repair() {
+    let disk = match LoopDisk::mount("read-only-disk", 32) {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("SKIPPED: this test mounts an ext4 image, which needs root: {why}");
+            return;
+        }
+    };
+    let data_arg = format!("--data-dir={}", disk.path.display());
+    let port = free_port();
+    let mut server = Server::start_scene("res://scenes/demo.tscn", port, &[&data_arg]);
+    let mut admin = Client::connect(&server.url()).await;
+    admin.join(CAMPAIGN, "admin").await;
+    add_named_box(&mut admin, "before-the-failure", 0.0).await;
+    let (saved, report) = wait_health(port, Duration::from_secs(15), |r| {
+        campaign_persistence(r)["saves"].as_u64().unwrap_or(0) >= 1 && r["status"] == "ok"
+    })
+    .await;
+    assert!(saved, "a first save is reported on /health: {report}");
+
+    disk.abort();
+    add_named_box(&mut admin, "built-while-read-only", 2.0).await;
+    let (degraded, report) =
+        wait_health(port, Duration::from_secs(20), |r| r["status"] == "degraded").await;
+    assert!(degraded, "a failing save degrades /health: {report}");
+    let problem = report["problems"][0].as_str().unwrap_or_default();
+    assert!(
+        problem.contains("saves fail") && problem.contains("Read-only file system"),
+        "the problem says what fails and why: {problem}"
+    );
+    server.wait_for_line("save failed", Duration::from_secs(5));
+    assert_the_world_runs_on(&mut admin).await;
+
+    disk.repair();
+    add_named_box(&mut admin, "built-after-the-repair", 4.0).await;
+    let (recovered, report) = wait_health(port, Duration::from_secs(20), |r| {
+        r["status"] == "ok" && campaign_persistence(r)["last_error"].is_null()
+    })
+    .await;
+    assert!(recovered, "saving resumes on the repaired disk: {report}");
+    server.wait_for_line("saving resumed", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill9();
+    drop(admin);
+
+    let server = Server::start_scene("res://scenes/demo.tscn", free_port(), &[&data_arg]);
+    let mut visitor = Client::connect(&server.url()).await;
+    let welcome = visitor.join(CAMPAIGN, "visitor").await;
+    let objects = &welcome["world_state"]["objects"];
+    for name in [
+        "before-the-failure",
+        "built-while-read-only",
+        "built-after-the-repair",
+    ] {
+        assert!(
+            named(objects, name).is_some(),
+            "{name} survived the failure, the repair and the crash"
         );
     }
 }

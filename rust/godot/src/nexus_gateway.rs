@@ -20,7 +20,7 @@ use crate::failure;
 /// `development_mode` any non-empty token is accepted as the player's name. With neither the
 /// gateway refuses to start. On the command line (after `--`) `--port=N`, `--bind=ADDR`,
 /// `--secret-file=FILE`, `--previous-secret-file=FILE`, `--dev`, `--tls-cert=FILE`, `--tls-key=FILE`, `--max-connections=N`,
-/// `--max-connections-per-address=N`, `--io-niceness=N` and `--web-root=DIR` override the
+/// `--max-connections-per-address=N`, `--idle-timeout=SECONDS`, `--io-niceness=N` and `--web-root=DIR` override the
 /// properties when
 /// `allow_command_line` is on, as
 /// do the `NEXUS_SECRET` and `NEXUS_PREVIOUS_SECRET` environment variables.
@@ -78,6 +78,12 @@ pub struct NexusGateway {
     #[export(range = (0.0, 600.0, 0.5, or_greater))]
     #[init(val = 20.0)]
     resume_grace_seconds: f64,
+    /// Seconds without any frame from a client (not even a pong to the server's pings) after
+    /// which its connection is closed with `idle_timeout`: this is what ends half-open
+    /// connections and clients that stopped reading and answering.
+    #[export(range = (1.0, 3600.0, 1.0, or_greater))]
+    #[init(val = 30)]
+    idle_timeout_seconds: i32,
     /// Niceness added to the gateway's network threads (Linux): when the machine is short of
     /// CPU the simulation's tick gets it first, and the gateway sends fewer states instead.
     /// 0 runs them at the game's own priority.
@@ -99,7 +105,7 @@ pub struct NexusGateway {
     #[init(val = true)]
     quit_on_failure: bool,
     /// Let `--port=`, `--bind=`, `--secret-file=`, `--previous-secret-file=`, `--dev`, `--tls-cert=`, `--tls-key=`,
-    /// `--max-connections=`, `--max-connections-per-address=`, `--io-niceness=`, `--web-root=`
+    /// `--max-connections=`, `--max-connections-per-address=`, `--idle-timeout=`, `--io-niceness=`, `--web-root=`
     /// after `--` override the properties.
     #[export]
     #[init(val = true)]
@@ -330,6 +336,7 @@ impl NexusGateway {
         let mut max_connections = self.max_connections;
         let mut max_per_address = self.max_connections_per_address;
         let mut io_niceness = self.io_niceness;
+        let mut idle_timeout = self.idle_timeout_seconds;
         let mut tls_cert = self.tls_certificate_file.to_string();
         let mut tls_key = self.tls_key_file.to_string();
         let mut web_root = self.web_root.to_string();
@@ -366,6 +373,8 @@ impl NexusGateway {
                     max_connections = count("--max-connections", value)?;
                 } else if let Some(value) = arg.strip_prefix("--max-connections-per-address=") {
                     max_per_address = count("--max-connections-per-address", value)?;
+                } else if let Some(value) = arg.strip_prefix("--idle-timeout=") {
+                    idle_timeout = count("--idle-timeout", value)?;
                 } else if let Some(value) = arg.strip_prefix("--io-niceness=") {
                     // Checked with the rest of the configuration (0..=19).
                     io_niceness = value
@@ -424,6 +433,9 @@ impl NexusGateway {
         config.limits.max_connections = max_connections.max(1) as usize;
         config.limits.max_connections_per_address = max_per_address.max(1) as usize;
         config.io_niceness = io_niceness;
+        config.limits.idle_timeout_secs = idle_timeout.max(1).try_into().unwrap_or(u32::MAX);
+        // Pings at least three times per idle timeout, so a client that only answers them stays.
+        config.session.ping_interval = config.session.ping_interval.min(config.idle_timeout() / 3);
         if !self.resume_grace_seconds.is_finite() || self.resume_grace_seconds < 0.0 {
             return Err(format!(
                 "resume_grace_seconds must be 0 or more, got {}",

@@ -93,6 +93,16 @@ pub enum StoreError {
         /// The campaign.
         campaign: String,
     },
+    /// A campaign saved before has no database file any more, typically because the data
+    /// directory's disk is not mounted: a new, empty file is not started in its place.
+    #[error(
+        "campaign {campaign:?} was saved before, but its database file is gone from the data \
+         directory (is its disk mounted?): not starting a new file in its place"
+    )]
+    SavedCampaignMissing {
+        /// The campaign.
+        campaign: String,
+    },
     /// Import refused to replace an existing campaign.
     #[error("campaign {campaign:?} already exists: pass --force to replace it")]
     AlreadyExists {
@@ -168,6 +178,7 @@ impl StoreError {
             StoreError::InvalidRecord { .. } => "invalid_record",
             StoreError::NotFound { .. } => "not_found",
             StoreError::NoBase { .. } => "no_base",
+            StoreError::SavedCampaignMissing { .. } => "saved_campaign_missing",
             StoreError::AlreadyExists { .. } => "already_exists",
             StoreError::Locked { .. } => "locked",
             StoreError::CampaignMismatch { .. } => "campaign_mismatch",
@@ -176,6 +187,17 @@ impl StoreError {
             StoreError::SaveFailed { .. } => "save_failed",
             StoreError::FlushTimeout { .. } => "flush_timeout",
         }
+    }
+
+    /// Whether the storage itself failed (a file, the disk, the database engine), as opposed to
+    /// the data or the caller: after such a failure the saver reopens the campaign.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Io { .. }
+                | StoreError::Database { .. }
+                | StoreError::SavedCampaignMissing { .. }
+        )
     }
 
     pub(crate) fn io(

@@ -249,7 +249,8 @@ impl Saver {
             failing_streak: 0,
             shared: Arc::clone(&shared),
             events: event_sender,
-            _lock: lock,
+            lock: Some(lock),
+            reconnect: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("nexus-saver-{campaign_id}"))
@@ -522,7 +523,12 @@ struct Worker {
     failing_streak: u64,
     shared: Arc<Shared>,
     events: Sender<SaverEvent>,
-    _lock: CampaignLock,
+    /// `None` only between a failed write and the reconnect that takes the lock again.
+    lock: Option<CampaignLock>,
+    /// A write failed: the next one first reopens the campaign and takes its lock again, for a
+    /// disk that was remounted or repaired meanwhile (the old file handles point at the
+    /// filesystem that failed, possibly no longer mounted).
+    reconnect: bool,
 }
 
 /// Control requests found while draining the queue.
@@ -625,6 +631,27 @@ impl Worker {
         error
     }
 
+    /// After a failed write: reopens the campaign's file and takes its lock again before anything
+    /// is written. A campaign saved before must still be there: if its file is gone (the data
+    /// directory's disk not mounted, or another disk in its place), this fails instead of
+    /// starting a new, empty file that would shadow the real one.
+    fn reconnect_if_needed(&mut self) -> Result<(), StoreError> {
+        if !self.reconnect {
+            return Ok(());
+        }
+        let exists = self.store.campaign_summary(&self.campaign_id)?.is_some();
+        if self.saved.is_some() && !exists {
+            return Err(StoreError::SavedCampaignMissing {
+                campaign: self.campaign_id.clone(),
+            });
+        }
+        // Take the campaign again before writing (failing with `Locked` if another process took
+        // it meanwhile).
+        self.lock = Some(self.store.lock_campaign(&self.campaign_id)?);
+        self.reconnect = false;
+        Ok(())
+    }
+
     /// Writes the pending update. On failure the data stays pending.
     fn save(&mut self) -> Result<(), String> {
         let Some(update) = self.pending.take() else {
@@ -655,7 +682,10 @@ impl Worker {
             return Ok(());
         }
         self.last_write = Some(Instant::now());
-        match self.store.save_change(&self.campaign_id, &change) {
+        let written = self
+            .reconnect_if_needed()
+            .and_then(|()| self.store.save_change(&self.campaign_id, &change));
+        match written {
             Ok(stats) => {
                 match &mut self.saved {
                     Some(saved) => saved.apply(&change),
@@ -692,6 +722,13 @@ impl Worker {
             }
             Err(error) => {
                 let message = error.to_string();
+                if error.is_storage_failure() {
+                    // Let go of every handle on the failed disk (database and lock), so that it
+                    // can be unmounted and repaired while the world runs on.
+                    self.store.close_campaign(&self.campaign_id);
+                    self.lock = None;
+                    self.reconnect = true;
+                }
                 // Keep the data: a snapshot is diffed again next time, a change is retried.
                 self.pending = Some(match snapshot {
                     Some(snapshot) => Update::Snapshot(snapshot),

@@ -24,7 +24,7 @@
 //! untouched ([`StoreError::SchemaTooNew`]). Rows hold JSON of the shared `nexus_sim` types, so
 //! fields the simulation adds later with serde defaults need no migration.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -95,6 +95,9 @@ pub struct SqliteStore {
     data_dir: PathBuf,
     campaigns_dir: PathBuf,
     connections: HashMap<String, Connection>,
+    /// Campaigns whose connection was closed after a failure: reopening them never creates a
+    /// file (see [`CampaignStore::close_campaign`]).
+    reopening: HashSet<String>,
 }
 
 /// Opens (creating if needed) the default store under `data_dir`.
@@ -113,6 +116,7 @@ impl SqliteStore {
             data_dir,
             campaigns_dir,
             connections: HashMap::new(),
+            reopening: HashSet::new(),
         })
     }
 
@@ -133,6 +137,7 @@ impl SqliteStore {
             campaigns_dir: data_dir.join("campaigns"),
             data_dir,
             connections: HashMap::new(),
+            reopening: HashSet::new(),
         })
     }
 
@@ -166,6 +171,14 @@ impl SqliteStore {
         validate_campaign_id(campaign_id)?;
         if !self.connections.contains_key(campaign_id) {
             let path = self.campaign_path(campaign_id);
+            if self.reopening.contains(campaign_id) && !path.exists() {
+                if create {
+                    return Err(StoreError::SavedCampaignMissing {
+                        campaign: campaign_id.to_string(),
+                    });
+                }
+                return Ok(None);
+            }
             if !create && !path.exists() {
                 return Ok(None);
             }
@@ -175,9 +188,29 @@ impl SqliteStore {
                 })?;
             }
             let connection = open_connection(&path)?;
+            self.reopening.remove(campaign_id);
             self.connections.insert(campaign_id.to_string(), connection);
         }
         Ok(self.connections.get_mut(campaign_id))
+    }
+
+    /// SQLite reports a write to a read-only or failed filesystem as a bare "disk I/O error" or
+    /// "readonly database": say whether the data directory itself refuses writes.
+    fn explain_write_failure(&self, error: StoreError) -> StoreError {
+        let StoreError::Database { path, message } = error else {
+            return error;
+        };
+        let probe = self
+            .campaigns_dir
+            .join(format!(".write-check-{}", std::process::id()));
+        let message = match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                message
+            }
+            Err(e) => format!("{message} (the data directory refuses writes: {e})"),
+        };
+        StoreError::Database { path, message }
     }
 
     fn write(
@@ -195,7 +228,8 @@ impl SqliteStore {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "the database was not created"),
             )
         })?;
-        let mut stats = write_change(connection, &path, campaign_id, change, replace_all)?;
+        let mut stats = write_change(connection, &path, campaign_id, change, replace_all)
+            .map_err(|error| self.explain_write_failure(error))?;
         stats.duration = started.elapsed();
         Ok(stats)
     }
@@ -294,6 +328,12 @@ impl CampaignStore for SqliteStore {
         record.validate()?;
         let change = CampaignChange::between(None, record);
         self.write(&record.campaign_id, &change, true)
+    }
+
+    fn close_campaign(&mut self, campaign_id: &str) {
+        if self.connections.remove(campaign_id).is_some() {
+            self.reopening.insert(campaign_id.to_string());
+        }
     }
 
     fn lock_campaign(&mut self, campaign_id: &str) -> Result<CampaignLock, StoreError> {

@@ -54,6 +54,12 @@ pub trait CampaignStore: Send {
     /// [`StoreError::Locked`]. The operating system releases it when the process dies, even by
     /// `kill -9`, so a crash never leaves a campaign locked.
     fn lock_campaign(&mut self, campaign_id: &str) -> Result<CampaignLock, StoreError>;
+
+    /// Forgets any open handle on the campaign after a failed write, so that the next call opens
+    /// it again (its disk may have been remounted or repaired meanwhile). A campaign reopened
+    /// this way is never created anew: if its file is gone, reads say it does not exist and
+    /// writes fail. Stores without open handles do nothing.
+    fn close_campaign(&mut self, _campaign_id: &str) {}
 }
 
 /// Proof that this process holds a campaign; dropping it releases the campaign.

@@ -336,6 +336,40 @@ fn applying_changes_gives_the_full_record_round_after_round() {
     }
 }
 
+/// Hosts apply interactions and edits between two steps, after taking the change of the step
+/// before: what they do then still carries that step's tick, and the next change must hold it.
+#[test]
+fn edits_after_a_change_was_taken_at_the_same_tick_are_in_the_next_change() {
+    let mut scene = scene();
+    let players = host_players(&scene.world);
+    let mut saved = record_from_world(CAMPAIGN, &scene.world, &players);
+    step(&mut scene.world, 5);
+    let first = change_since(&scene.world, saved.tick, &BTreeMap::new());
+    saved.apply(&first);
+    let taken_at = scene.world.tick();
+
+    // No step in between: the same tick.
+    let removed = scene.boxes[11];
+    scene.world.remove_object(removed).unwrap();
+    let built = scene
+        .world
+        .add_object(cube([30.0, 0.5, 30.0], 0.5))
+        .unwrap();
+    assert_eq!(scene.world.tick(), taken_at);
+
+    let next = change_since(&scene.world, taken_at, &BTreeMap::new());
+    assert!(
+        next.removed_objects.contains(&removed),
+        "the removal is saved"
+    );
+    assert!(
+        next.upserted_objects.contains_key(&built),
+        "the new object is saved"
+    );
+    saved.apply(&next);
+    assert_eq!(saved, record_from_world(CAMPAIGN, &scene.world, &players));
+}
+
 #[test]
 fn a_change_touches_only_the_rows_that_changed() {
     let dir = ScratchDir::new("bridge-rows");

@@ -193,3 +193,101 @@ pub fn assert_same(actual: Option<&CampaignRecord>, expected: &CampaignRecord) {
     assert_eq!(actual.players, expected.players, "players differ");
     panic!("records differ");
 }
+
+/// A small ext4 filesystem in an image file, mounted through a loop device, that a test can
+/// break the way real disks break: `abort` makes every write fail with "Read-only file system"
+/// (ext4's own reaction to an I/O error, `errors=remount-ro`), even through files already open.
+/// Needs root (mount, loop devices); `mount` says why not otherwise.
+pub struct LoopDisk {
+    pub path: PathBuf,
+    image: PathBuf,
+    _scratch: ScratchDir,
+}
+
+impl LoopDisk {
+    pub fn mount(name: &str, megabytes: u32) -> Result<LoopDisk, String> {
+        let scratch = ScratchDir::new(name);
+        let image = scratch.path().join("disk.img");
+        let path = scratch.path().join("disk");
+        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+        let file = std::fs::File::create(&image).map_err(|e| e.to_string())?;
+        file.set_len(u64::from(megabytes) << 20)
+            .map_err(|e| e.to_string())?;
+        run("mkfs.ext4", &["-q", "-F", &image.to_string_lossy()])?;
+        let disk = LoopDisk {
+            path,
+            image,
+            _scratch: scratch,
+        };
+        disk.attach()?;
+        Ok(disk)
+    }
+
+    fn attach(&self) -> Result<(), String> {
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                &self.image.to_string_lossy(),
+                &self.path.to_string_lossy(),
+            ],
+        )
+    }
+
+    /// The filesystem fails: from now on every write to it fails.
+    pub fn abort(&self) {
+        run(
+            "mount",
+            &["-o", "remount,abort", &self.path.to_string_lossy()],
+        )
+        .expect("ext4 takes the abort option");
+    }
+
+    /// Takes the failed filesystem away (lazily: files still open keep it alive), leaving the
+    /// bare mount point, as after an operator unmounts a broken disk.
+    pub fn unmount(&self) {
+        run("umount", &["-l", &self.path.to_string_lossy()]).expect("umount");
+    }
+
+    /// Repairs the image (as an operator runs fsck) and mounts it again at the same place.
+    pub fn repair_and_mount(&self) {
+        // e2fsck exits 1 when it fixed something, which is the point here.
+        let status = std::process::Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .output()
+            .expect("e2fsck runs");
+        assert!(
+            status.status.code().is_some_and(|code| code <= 1),
+            "e2fsck: {}",
+            String::from_utf8_lossy(&status.stdout)
+        );
+        self.attach().expect("the repaired disk mounts");
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
