@@ -11,7 +11,10 @@ use godot::classes::{
 };
 use godot::global::Error;
 use godot::prelude::*;
-use nexus_client::{ClientSession, Controls, Encoding, Frame, SessionConfig, SessionEvent};
+use nexus_client::{
+    ClientError, ClientSession, Controls, Encoding, Frame, ResumeTicket, SessionConfig,
+    SessionEvent,
+};
 use nexus_protocol::{interaction_kind, interaction_kind_name};
 use nexus_sim::state::{BodyKind, ClientId, ObjectDesc, ObjectId};
 use nexus_sim::{InteractionKind, InteractionRequest, InteractionResult};
@@ -21,7 +24,7 @@ use crate::convert::{
     json_object_to_dictionary, json_to_variant, to_variant,
 };
 use crate::nexus_gateway::envelope_from_dictionary;
-use link::{Link, LinkEvent};
+use link::{Link, LinkEvent, ServerClose};
 
 /// Encoding of the state stream asked of the server (other events are always JSON).
 #[derive(GodotConvert, Var, Export, Default, Clone, Copy, PartialEq, Eq, Debug)]
@@ -47,6 +50,8 @@ enum LinkState {
     Connected,
     /// Leave sent; waiting for the socket to close.
     Disconnecting,
+    /// The connection was lost: waiting out the backoff before the next attempt.
+    Reconnecting,
 }
 
 impl LinkState {
@@ -57,8 +62,19 @@ impl LinkState {
             LinkState::Joining => "joining",
             LinkState::Connected => "connected",
             LinkState::Disconnecting => "disconnecting",
+            LinkState::Reconnecting => "reconnecting",
         }
     }
+}
+
+/// A reconnection under way, from the lost connection until the next welcome.
+struct Reconnect {
+    /// Attempts scheduled so far (the current one's number, from 1).
+    attempt: u32,
+    /// What the next join needs to take the session back (`None`: it joins afresh).
+    ticket: Option<ResumeTicket>,
+    /// When the next attempt starts, while waiting (`LinkState::Reconnecting`).
+    retry_at: Instant,
 }
 
 /// The node showing one world object.
@@ -91,6 +107,19 @@ struct ObjectNode {
 /// else of the first `Camera3D` child found at connection, else `look_yaw` (0 looks down -Z). The
 /// interact action picks up the nearest pickupable object, or drops the held one. Without
 /// `input_enabled`, `set_controls()` drives the avatar (bots, AI, tests).
+///
+/// **Reconnecting.** With `auto_reconnect`, a connection lost after the welcome (the network
+/// failed, or the server found it dead or is shutting down) is made again by itself, on the
+/// background thread as always: `reconnecting` fires before each attempt, which waits
+/// `reconnect_delay` doubling up to `reconnect_max_delay` (each wait drawn between half and all of
+/// that, so that clients dropped together do not come back together). The join carries the last
+/// welcome's resume token: within the server's grace period the session is taken back (same client
+/// id and avatar, the inputs the server had not acknowledged sent again once) and `reconnected`
+/// fires with `resumed` true; otherwise (e.g. the server restarted) it is a new session:
+/// `connected` with the new ids, then `reconnected(false)`. Meanwhile the object nodes stay where
+/// they were, `is_connected_to_server()` is false and no input is sent. A leave
+/// (`disconnect_from_server()`, leaving the tree) and a server close that means "do not come back"
+/// (`invalid_token`, `session_resumed`, a kick, flooding...) never reconnect.
 ///
 /// **Signals** are emitted at the end of the frame (deferred), so handlers may call back into the
 /// node, except `disconnected` when the node leaves the tree, which is emitted at once.
@@ -198,11 +227,40 @@ pub struct NexusClient {
     #[export(range = (0.0, 1.0, 0.01, suffix = "s"))]
     #[init(val = 0.1)]
     correction_time: f32,
+    /// Make a connection lost after the welcome again by itself, taking the session back when the
+    /// server still keeps it (see the class notes); off: a lost connection reports
+    /// `error("connection_lost", ...)` and `disconnected`. Turning it off while reconnecting gives
+    /// up at once.
+    #[export]
+    #[export_subgroup(name = "Reconnect")]
+    #[init(val = true)]
+    auto_reconnect: bool,
+    /// Wait before the first reconnection attempt; it doubles with each failed attempt (as the Rust
+    /// client `nexus-bots` does: 0.1 s doubling to 5 s).
+    #[export(range = (0.01, 10.0, 0.01, suffix = "s"))]
+    #[init(val = 0.1)]
+    reconnect_delay: f32,
+    /// Longest wait between reconnection attempts.
+    #[export(range = (0.1, 120.0, 0.1, suffix = "s"))]
+    #[init(val = 5.0)]
+    reconnect_max_delay: f32,
+    /// Attempts before giving up (`error("connection_lost", ...)`, then `disconnected`); 0: try
+    /// until the server answers or `disconnect_from_server()`.
+    #[export(range = (0.0, 1000.0, 1.0, or_greater))]
+    reconnect_max_attempts: i32,
     state: LinkState,
     link: Option<Link>,
     session: Option<ClientSession>,
-    /// The session settings taken from the properties at `connect_to_server()`.
+    /// The session settings of the next link to open.
     pending_config: Option<SessionConfig>,
+    /// The URL and session settings taken from the properties at `connect_to_server()`, kept for
+    /// reconnections.
+    connection: Option<(String, SessionConfig)>,
+    /// Set from the lost connection until the next welcome.
+    reconnect: Option<Reconnect>,
+    /// Reconnections since `connect_to_server()`, and how many of them resumed the session.
+    reconnects: u64,
+    resumes: u64,
     /// The session's clock starts at `connect_to_server()`.
     origin: Option<Instant>,
     join_deadline: f64,
@@ -228,7 +286,7 @@ impl INode3D for NexusClient {
     }
 
     fn process(&mut self, _delta: f64) {
-        if self.link.is_some() {
+        if self.link.is_some() || self.state == LinkState::Reconnecting {
             self.poll();
         }
     }
@@ -236,7 +294,7 @@ impl INode3D for NexusClient {
     fn exit_tree(&mut self) {
         // The node may be on its way to being freed: close now and report at once (a deferred
         // signal would never reach a freed node).
-        if self.link.is_none() {
+        if self.link.is_none() && self.state != LinkState::Reconnecting {
             return;
         }
         if let Some(session) = &mut self.session {
@@ -256,17 +314,32 @@ impl INode3D for NexusClient {
 
 #[godot_api]
 impl NexusClient {
-    /// The server welcomed the client: its id and the id of the avatar it drives (-1: none).
+    /// The server welcomed the client: its id and the id of the avatar it drives (-1: none). Fires
+    /// for the first welcome, and again when a reconnection could not take the session back (new
+    /// ids, before `reconnected(false)`).
     #[signal]
     fn connected(client_id: i64, avatar_id: i64);
-    /// A connection attempt or session ended, and why (after `error` when it failed).
+    /// A connection attempt or session ended for good, and why (after `error` when it failed). Not
+    /// emitted while reconnecting, only once the node gives up or is told to stop.
     #[signal]
     fn disconnected(reason: GString);
+    /// The connection was lost (or a reconnection attempt failed) and attempt number `attempt`
+    /// (from 1) starts in `delay_seconds` (see `auto_reconnect`).
+    #[signal]
+    fn reconnecting(attempt: i64, delay_seconds: f64);
+    /// Welcomed again after a lost connection. `resumed`: the session was taken back (same client
+    /// id and avatar, unacknowledged inputs sent again once); false: a new session (the server
+    /// no longer knew the old one, e.g. after a restart or past its grace period), announced by
+    /// `connected` with the new ids just before.
+    #[signal]
+    fn reconnected(resumed: bool);
     /// A world object became known and has its child node (still hidden until its first pose).
     #[signal]
     fn object_spawned(id: i64, node: Gd<Node3D>);
     /// A world object is gone (its node is freed): `reason` as the server gave it (`removed`,
-    /// `destroyed`, `player_left`...) or `left_interest` when it left the streamed area.
+    /// `destroyed`, `player_left`...), `left_interest` when it left the streamed area, or
+    /// `reconnected` when the world state of a reconnection no longer has it (or it stopped or
+    /// became the own avatar: it is spawned again).
     #[signal]
     fn object_removed(id: i64, reason: GString);
     /// The outcome of an interaction (anyone's): `success`, `code` (`ok`, `out_of_reach`,
@@ -280,14 +353,16 @@ impl NexusClient {
     fn event_received(event: VarDictionary);
     /// Something failed: a stable code (`invalid_url`, `connect_failed`, `timeout`,
     /// `connection_lost`, the server's error codes such as `unknown_campaign` or
-    /// `invalid_token`...) and a message for people.
+    /// `invalid_token`...) and a message for people. `connection_lost` means the connection broke
+    /// and is not made again: `auto_reconnect` is off, or `reconnect_max_attempts` ran out; a
+    /// reconnection the server refuses reports the server's code.
     #[signal]
     fn error(code: GString, message: GString);
 
     /// Connects to `url` and joins `campaign_id` with the current properties. Returns OK when the
     /// attempt started (`connected` or `error` + `disconnected` follow), ERR_ALREADY_IN_USE when
-    /// already connected, ERR_UNCONFIGURED outside the scene tree, ERR_INVALID_PARAMETER for a
-    /// malformed URL or empty campaign/token.
+    /// already connected (or reconnecting), ERR_UNCONFIGURED outside the scene tree,
+    /// ERR_INVALID_PARAMETER for a malformed URL or empty campaign/token.
     #[func]
     pub fn connect_to_server(&mut self) -> Error {
         match self.state {
@@ -312,6 +387,10 @@ impl NexusClient {
         match Link::open(&url, config.encoding, timeout) {
             Ok(link) => {
                 self.link = Some(link);
+                self.connection = Some((url, config.clone()));
+                self.reconnect = None;
+                self.reconnects = 0;
+                self.resumes = 0;
                 self.pending_config = Some(config);
                 self.origin = Some(Instant::now());
                 self.state = LinkState::Connecting;
@@ -331,11 +410,12 @@ impl NexusClient {
     }
 
     /// Leaves the campaign and closes the connection; `disconnected` follows once the socket has
-    /// closed (at once when nothing was open).
+    /// closed (at once when nothing was open). Also stops reconnecting.
     #[func]
     pub fn disconnect_from_server(&mut self) {
         match self.state {
             LinkState::Disconnected | LinkState::Disconnecting => {}
+            LinkState::Reconnecting => self.finish("disconnected by the client".into(), None),
             _ => {
                 self.close_reason = Some("disconnected by the client".into());
                 self.begin_disconnect();
@@ -349,10 +429,16 @@ impl NexusClient {
         self.state == LinkState::Connected
     }
 
-    /// `disconnected`, `connecting`, `joining`, `connected` or `disconnecting`.
+    /// `disconnected`, `connecting`, `joining`, `connected`, `reconnecting` (from a lost
+    /// connection until the next welcome, attempts included) or `disconnecting`.
     #[func]
     pub fn get_connection_state(&self) -> GString {
-        self.state.name().into()
+        match self.state {
+            LinkState::Connecting | LinkState::Joining if self.reconnect.is_some() => {
+                "reconnecting".into()
+            }
+            state => state.name().into(),
+        }
     }
 
     /// This client's id on the server, or -1 before the welcome.
@@ -546,15 +632,27 @@ impl NexusClient {
     /// `bytes_received`, `bytes_sent`, `frames_received`, `frames_sent`, `corrections`,
     /// `reconciliations`, `correction_max_m`, `prediction_error_last_m`, `inputs_sent`,
     /// `inputs_rejected`, `errors_received`, `malformed_frames`, `server_tick`,
-    /// `last_state_tick` (-1 when unknown).
+    /// `last_state_tick` (-1 when unknown), `inputs_replayed` (unacknowledged inputs sent again
+    /// after a resume), `last_acked_input_seq` (the newest input the server acknowledged, as the
+    /// prediction saw it; -1 when unknown or without prediction), `reconnects` and `resumes`
+    /// (reconnections since `connect_to_server()`, and those that took the session back),
+    /// `reconnect_attempt` (the attempt under way, 0 when not reconnecting). Except the last
+    /// three, the figures are those of the current connection.
     #[func]
     pub fn get_stats(&self) -> VarDictionary {
         let mut stats = VarDictionary::new();
-        stats.set("state", self.state.name());
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        stats.set("state", &self.get_connection_state());
         stats.set("connected", self.is_connected_to_server());
         stats.set("client_id", self.get_client_id());
         stats.set("avatar_id", self.get_avatar_id());
         stats.set("objects", self.objects.len() as i64);
+        stats.set("reconnects", count(self.reconnects));
+        stats.set("resumes", count(self.resumes));
+        stats.set(
+            "reconnect_attempt",
+            self.reconnect.as_ref().map_or(0, |r| i64::from(r.attempt)),
+        );
         let Some(session) = &self.session else {
             return stats;
         };
@@ -572,7 +670,6 @@ impl NexusClient {
         let counters = session.stats();
         stats.set("state_age_p50_ms", counters.state_age.quantile(0.5) * 1e3);
         stats.set("state_age_p99_ms", counters.state_age.quantile(0.99) * 1e3);
-        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         stats.set("states_applied", count(counters.states_applied));
         stats.set("bytes_received", count(counters.bytes_received));
         stats.set("bytes_sent", count(counters.bytes_sent));
@@ -584,6 +681,14 @@ impl NexusClient {
         stats.set("prediction_error_last_m", counters.prediction_error_last);
         stats.set("inputs_sent", count(counters.inputs_created));
         stats.set("inputs_rejected", count(counters.inputs_rejected));
+        stats.set("inputs_replayed", count(counters.inputs_replayed));
+        stats.set(
+            "last_acked_input_seq",
+            session
+                .predictor()
+                .and_then(|p| p.confirmed_seq())
+                .map_or(-1, i64::from),
+        );
         stats.set("errors_received", count(counters.errors_received));
         stats.set("malformed_frames", count(counters.malformed_frames));
         stats.set(
@@ -632,6 +737,10 @@ impl NexusClient {
 
     /// One frame of the connection: network in, session update, network out, events, poses.
     fn poll(&mut self) {
+        if self.state == LinkState::Reconnecting {
+            self.poll_reconnect();
+            return;
+        }
         let now = self.now();
         let mut ended = None;
         while let Some(event) = self.link.as_ref().and_then(Link::try_event) {
@@ -644,8 +753,12 @@ impl NexusClient {
                         let _ = session.receive(now, &frame);
                     }
                 }
-                LinkEvent::Closed { reason, error } => {
-                    ended = Some((reason, error));
+                LinkEvent::Closed {
+                    reason,
+                    error,
+                    server_close,
+                } => {
+                    ended = Some((reason, error, server_close));
                     break;
                 }
             }
@@ -669,10 +782,17 @@ impl NexusClient {
         }
         if self.state == LinkState::Joining && now > self.join_deadline {
             let seconds = self.join_timeout;
-            self.fail(
-                "timeout",
-                &format!("no welcome from the server within {seconds} s"),
-            );
+            let message = format!("no welcome from the server within {seconds} s");
+            if self.reconnect.is_some() && ended.is_none() {
+                // A reconnection attempt: drop it (without a goodbye, which would end the session
+                // should the server take it back after all) and try again.
+                if let Some(link) = self.link.take() {
+                    link.abandon();
+                }
+                self.schedule_reconnect(format!("timeout: {message}"));
+                return;
+            }
+            self.fail("timeout", &message);
         }
         if self.state == LinkState::Connected
             && self.action_just_pressed(self.action_interact.clone())
@@ -680,9 +800,109 @@ impl NexusClient {
             self.interact_nearest();
         }
         self.update_nodes();
-        if let Some((reason, error)) = ended {
+        if let Some((reason, error, server_close)) = ended {
+            self.on_link_closed(reason, error, server_close);
+        }
+    }
+
+    /// The socket closed: reconnect when the connection was lost after a welcome (see
+    /// `auto_reconnect`), otherwise report and release everything.
+    fn on_link_closed(
+        &mut self,
+        reason: String,
+        error: Option<ClientError>,
+        server_close: Option<ServerClose>,
+    ) {
+        let asked = self.close_reason.is_some();
+        let welcomed = self.state == LinkState::Connected || self.reconnect.is_some();
+        if !asked && welcomed && self.auto_reconnect && may_reconnect(server_close.as_ref()) {
+            self.schedule_reconnect(reason);
+        } else {
             self.finish(reason, error);
         }
+    }
+
+    /// Releases the lost connection and schedules the next attempt (`reconnecting`), or gives up
+    /// when the attempts ran out.
+    fn schedule_reconnect(&mut self, reason: String) {
+        // A welcomed session hands its resume ticket on (none when the server keeps no lost
+        // sessions); a failed attempt keeps the one it was given.
+        let ended = self.session.take();
+        let ticket = ended
+            .as_ref()
+            .filter(|session| session.client_id().is_some())
+            .map(ClientSession::resume_ticket);
+        if let Some(link) = self.link.take() {
+            link.abandon(); // its thread has ended the connection and ends by itself
+        }
+        self.pending_config = None;
+        let reconnect = self.reconnect.get_or_insert(Reconnect {
+            attempt: 0,
+            ticket: None,
+            retry_at: Instant::now(),
+        });
+        if let Some(ticket) = ticket {
+            reconnect.ticket = ticket;
+        }
+        let max_attempts = u32::try_from(self.reconnect_max_attempts).unwrap_or(0);
+        if max_attempts > 0 && reconnect.attempt >= max_attempts {
+            let attempts = reconnect.attempt;
+            self.give_up(&format!(
+                "gave up reconnecting after {attempts} attempts: {reason}"
+            ));
+            return;
+        }
+        reconnect.attempt += 1;
+        let first = f64::from(self.reconnect_delay.clamp(0.01, 10.0));
+        let longest = f64::from(self.reconnect_max_delay.clamp(0.1, 120.0)).max(first);
+        let delay = backoff_delay(reconnect.attempt, first, longest, random_unit());
+        reconnect.retry_at = Instant::now() + Duration::from_secs_f64(delay);
+        let attempt = reconnect.attempt;
+        self.state = LinkState::Reconnecting;
+        godot_print!(
+            "NexusClient: connection lost ({reason}); reconnecting in {delay:.2} s (attempt {attempt})"
+        );
+        self.emit(
+            "reconnecting",
+            &[i64::from(attempt).to_variant(), delay.to_variant()],
+        );
+    }
+
+    /// Waiting to reconnect: start the attempt when it is due.
+    fn poll_reconnect(&mut self) {
+        if !self.auto_reconnect {
+            self.give_up("reconnecting was turned off");
+            return;
+        }
+        let Some(reconnect) = &self.reconnect else {
+            return;
+        };
+        if Instant::now() < reconnect.retry_at {
+            return;
+        }
+        let Some((url, mut config)) = self.connection.clone() else {
+            return;
+        };
+        config.resume = reconnect.ticket.clone();
+        let timeout = Duration::from_secs_f32(self.join_timeout.clamp(0.5, 60.0));
+        match Link::open(&url, config.encoding, timeout) {
+            Ok(link) => {
+                self.link = Some(link);
+                self.pending_config = Some(config);
+                self.origin = Some(Instant::now());
+                self.state = LinkState::Connecting;
+            }
+            Err(error) => {
+                self.report_error(error.code, &error.message);
+                self.finish(error.to_string(), None);
+            }
+        }
+    }
+
+    /// Stops reconnecting: `error("connection_lost", ...)`, then `disconnected`.
+    fn give_up(&mut self, message: &str) {
+        self.report_error("connection_lost", message);
+        self.finish(message.to_owned(), None);
     }
 
     fn on_open(&mut self, now: f64, encoding: Encoding) {
@@ -723,18 +943,40 @@ impl NexusClient {
                 SessionEvent::Welcomed {
                     client_id,
                     avatar_id,
-                    ..
+                    resumed,
                 } => {
                     self.state = LinkState::Connected;
+                    let rejoined = self.reconnect.take().is_some();
+                    if rejoined {
+                        self.drop_stale_nodes(avatar_id);
+                        if !resumed {
+                            self.held = None;
+                        }
+                    }
                     self.client_id = Some(client_id);
                     self.avatar_id = avatar_id;
-                    self.emit(
-                        "connected",
-                        &[
-                            i64::from(client_id).to_variant(),
-                            avatar_id.map_or(-1, i64::from).to_variant(),
-                        ],
-                    );
+                    if !(rejoined && resumed) {
+                        self.emit(
+                            "connected",
+                            &[
+                                i64::from(client_id).to_variant(),
+                                avatar_id.map_or(-1, i64::from).to_variant(),
+                            ],
+                        );
+                    }
+                    if rejoined {
+                        self.reconnects += 1;
+                        self.resumes += u64::from(resumed);
+                        godot_print!(
+                            "NexusClient: reconnected ({})",
+                            if resumed {
+                                "session resumed"
+                            } else {
+                                "new session"
+                            }
+                        );
+                        self.emit("reconnected", &[resumed.to_variant()]);
+                    }
                 }
                 SessionEvent::ObjectAdded { id, kind } => self.spawn(id, kind),
                 SessionEvent::ObjectRemoved { id, reason } => self.despawn(id, &reason),
@@ -754,6 +996,27 @@ impl NexusClient {
                 // Refused inputs are counted (`inputs_rejected`); the prediction drops them.
                 SessionEvent::InputRejected(_) | SessionEvent::Closed { .. } => {}
             }
+        }
+    }
+
+    /// After a reconnection: frees the nodes of objects the new world state does not have, and
+    /// of those that became or stopped being the own avatar (spawned again, drawn as such).
+    fn drop_stale_nodes(&mut self, avatar_id: Option<ObjectId>) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        let old_avatar = self.avatar_id;
+        let stale: Vec<ObjectId> = self
+            .objects
+            .keys()
+            .copied()
+            .filter(|id| {
+                !session.objects().contains_key(id)
+                    || (Some(*id) == old_avatar) != (Some(*id) == avatar_id)
+            })
+            .collect();
+        for id in stale {
+            self.despawn(id, "reconnected");
         }
     }
 
@@ -862,8 +1125,8 @@ impl NexusClient {
         self.state = LinkState::Disconnecting;
     }
 
-    /// The socket closed: report, release everything.
-    fn finish(&mut self, reason: String, error: Option<nexus_client::ClientError>) {
+    /// The connection is over for good: report, release everything.
+    fn finish(&mut self, reason: String, error: Option<ClientError>) {
         let asked = self.close_reason.is_some();
         if let Some(error) = error.filter(|_| !asked) {
             self.report_error(error.code, &error.message);
@@ -885,6 +1148,8 @@ impl NexusClient {
         }
         self.session = None;
         self.pending_config = None;
+        self.connection = None;
+        self.reconnect = None;
         self.state = LinkState::Disconnected;
         self.client_id = None;
         self.avatar_id = None;
@@ -1098,6 +1363,40 @@ impl NexusClient {
     }
 }
 
+/// Whether a connection that ended this way may be made again: it broke or never opened (the
+/// network), or the server closed it for a reason that does not mean "do not come back": it found
+/// the connection dead (`idle_timeout`, `slow_consumer`: the session is kept for a resume), it is
+/// shutting down (it may come back, without the session), or the join took too long. Everything
+/// else the server closes on purpose (`invalid_token`, `session_resumed`, `rate_limited`,
+/// `too_many_connections`, a kick, a leave...) is final.
+fn may_reconnect(server_close: Option<&ServerClose>) -> bool {
+    let Some(close) = server_close else {
+        return true;
+    };
+    match close.reason.split(':').next().unwrap_or_default().trim() {
+        "idle_timeout" | "slow_consumer" | "shutting_down" | "join_timeout" => true,
+        // No reason: going away, internal error, service restart, try again later.
+        "" => matches!(close.code, 1001 | 1011 | 1012 | 1013),
+        _ => false,
+    }
+}
+
+/// The wait before reconnection attempt `attempt` (from 1): `first` doubling per attempt up to
+/// `longest`, scaled into its upper half by `unit` (0..1: the jitter).
+fn backoff_delay(attempt: u32, first: f64, longest: f64, unit: f64) -> f64 {
+    let doublings = attempt.saturating_sub(1).min(30) as i32;
+    let delay = (first * 2f64.powi(doublings)).min(longest);
+    delay * (0.5 + 0.5 * unit.clamp(0.0, 1.0))
+}
+
+/// A random number in 0..1 for the backoff's jitter (without touching Godot's global generator,
+/// which a game may seed for its own sequences).
+fn random_unit() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::hash::RandomState::new().hash_one(Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
 fn kind_name(kind: BodyKind) -> &'static str {
     match kind {
         BodyKind::Dynamic => "dynamic",
@@ -1115,5 +1414,53 @@ fn unit_quaternion(q: [f32; 4]) -> Quaternion {
         q / length
     } else {
         Quaternion::IDENTITY
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(code: u16, reason: &str) -> ServerClose {
+        ServerClose {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn only_lost_connections_and_transient_closes_reconnect() {
+        assert!(may_reconnect(None), "a broken network");
+        for reason in [
+            "idle_timeout: nothing received for 30 s",
+            "slow_consumer: too slow",
+            "shutting_down: the server is stopping",
+        ] {
+            assert!(may_reconnect(Some(&close(1008, reason))), "{reason}");
+        }
+        assert!(may_reconnect(Some(&close(1001, ""))));
+        for reason in [
+            "invalid_token: expired",
+            "session_resumed: taken over by another connection",
+            "rate_limited: flooding",
+            "too_many_connections: full",
+            "kicked: by the host",
+            "left",
+            "protocol_violation: bad utf-8",
+        ] {
+            assert!(!may_reconnect(Some(&close(1008, reason))), "{reason}");
+        }
+        assert!(!may_reconnect(Some(&close(1000, ""))), "a normal close");
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_the_longest_wait_with_jitter() {
+        let waits: Vec<f64> = (1..=8).map(|a| backoff_delay(a, 0.1, 5.0, 1.0)).collect();
+        assert_eq!(waits[..3], [0.1, 0.2, 0.4]);
+        assert_eq!(waits[7], 5.0);
+        assert_eq!(backoff_delay(3, 0.1, 5.0, 0.0), 0.2, "at least half");
+        assert_eq!(backoff_delay(u32::MAX, 0.1, 5.0, 1.0), 5.0);
+        let unit = random_unit();
+        assert!((0.0..1.0).contains(&unit));
     }
 }

@@ -9,7 +9,9 @@
 //!   crossbeam channel that the node drains without blocking in `_process`.
 //!
 //! The thread ends on its own when the connection closes; [`Link::close`] asks it to close
-//! politely, and dropping the link closes and joins it, so a freed node leaves no thread behind.
+//! politely, [`Link::abandon`] drops the socket without a close handshake (as a lost network
+//! would: the server keeps the session for a resume) and lets the thread end by itself, and
+//! dropping the link closes and joins it, so a freed node leaves no thread behind.
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -37,6 +39,17 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(100);
 enum Command {
     Send(Frame),
     Close,
+    /// Drop the socket without a close frame.
+    Abort,
+}
+
+/// The close frame the server sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerClose {
+    /// The close code (1005 when the frame had none).
+    pub code: u16,
+    /// The reason text: `"<code>: <message>"` by the protocol, possibly empty.
+    pub reason: String,
 }
 
 /// What the socket thread reports to the node, in order.
@@ -52,6 +65,8 @@ pub enum LinkEvent {
         reason: String,
         /// Why it failed, when it did.
         error: Option<ClientError>,
+        /// Set when the server closed the connection with a close frame.
+        server_close: Option<ServerClose>,
     },
 }
 
@@ -109,6 +124,14 @@ impl Link {
         let _ = self.commands.send(Command::Close);
     }
 
+    /// Drops the socket without a close handshake and lets the thread end by itself, without
+    /// waiting for it (nothing of it is needed any more).
+    pub fn abandon(mut self) {
+        let _ = self.commands.send(Command::Abort);
+        // Dropping the handle detaches the thread; `Drop` has nothing left to join.
+        self.thread.take();
+    }
+
     /// The next event, if one is waiting.
     pub fn try_event(&self) -> Option<LinkEvent> {
         self.events.try_recv().ok()
@@ -138,7 +161,11 @@ async fn run(
     mut commands: UnboundedReceiver<Command>,
     events: Sender<LinkEvent>,
 ) {
-    let closed = |reason: String, error: Option<ClientError>| LinkEvent::Closed { reason, error };
+    let closed = |reason: String, error: Option<ClientError>| LinkEvent::Closed {
+        reason,
+        error,
+        server_close: None,
+    };
     let url = request.uri().to_string();
     let connecting = tokio::time::timeout(
         connect_timeout,
@@ -193,7 +220,14 @@ async fn run(
                 Some(Ok(Message::Close(frame))) => {
                     // tungstenite answers the close itself; drain until the socket ends.
                     let _ = tokio::time::timeout(CLOSE_GRACE, drain(&mut socket)).await;
-                    break closed(close_reason(frame.as_ref()), None);
+                    break LinkEvent::Closed {
+                        reason: close_reason(frame.as_ref()),
+                        error: None,
+                        server_close: Some(ServerClose {
+                            code: frame.as_ref().map_or(1005, |f| u16::from(f.code)),
+                            reason: frame.map(|f| f.reason.as_str().to_owned()).unwrap_or_default(),
+                        }),
+                    };
                 }
                 Some(Ok(_)) => {} // pings are answered by tungstenite
                 Some(Err(e)) => {
@@ -211,8 +245,13 @@ async fn run(
                 let mut close = command.is_none();
                 let mut pending = command;
                 let mut sent = Ok(());
+                let mut aborted = false;
                 while let Some(command) = pending.take() {
                     match command {
+                        Command::Abort => {
+                            // Dropping the socket (when the loop ends) closes the TCP connection.
+                            aborted = true;
+                        }
                         Command::Send(frame) => {
                             sent = socket.feed(to_message(frame)).await;
                             if sent.is_err() {
@@ -229,6 +268,9 @@ async fn run(
                         }
                         Command::Close => close = true,
                     }
+                }
+                if aborted {
+                    break closed("connection dropped by the client".into(), None);
                 }
                 if sent.is_ok() {
                     sent = socket.flush().await;
@@ -261,7 +303,7 @@ async fn until_close_requested(commands: &mut UnboundedReceiver<Command>) {
     loop {
         match commands.recv().await {
             Some(Command::Send(_)) => {}
-            Some(Command::Close) | None => return,
+            Some(Command::Close | Command::Abort) | None => return,
         }
     }
 }
@@ -406,6 +448,7 @@ mod tests {
             LinkEvent::Closed {
                 error: None,
                 reason,
+                server_close: None,
             } => {
                 assert_eq!(reason, "disconnected by the client")
             }
