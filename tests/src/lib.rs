@@ -364,3 +364,181 @@ impl Client {
             .collect()
     }
 }
+
+/// A small tmpfs mounted for one test (needs root); unmounted when dropped.
+pub struct SmallDisk {
+    pub path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `megabytes` at a fresh directory, or says why it cannot.
+    pub fn mount(name: &str, megabytes: u32) -> Result<SmallDisk, String> {
+        let path = fresh_dir(name).join("disk");
+        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
+        }
+        Ok(SmallDisk { path })
+    }
+
+    /// Writes a filler file until the disk is full; returns how many bytes it took.
+    pub fn fill(&self) -> u64 {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.path.join("filler")).expect("a filler file");
+        let chunk = vec![0xA5u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => written += n as u64,
+            }
+        }
+        let _ = file.sync_all();
+        written
+    }
+
+    pub fn free(&self) {
+        std::fs::remove_file(self.path.join("filler")).expect("the filler goes");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// An ext4 image on a loop device that can fail like a real disk: `abort` turns it read-only
+/// for every write, even through files already open (what ext4 does after an I/O error).
+pub struct LoopDisk {
+    pub path: std::path::PathBuf,
+    image: std::path::PathBuf,
+}
+
+impl LoopDisk {
+    pub fn mount(name: &str, megabytes: u64) -> Result<LoopDisk, String> {
+        let dir = fresh_dir(name);
+        let disk = LoopDisk {
+            path: dir.join("disk"),
+            image: dir.join("disk.img"),
+        };
+        std::fs::create_dir_all(&disk.path).map_err(|e| e.to_string())?;
+        std::fs::File::create(&disk.image)
+            .and_then(|f| f.set_len(megabytes << 20))
+            .map_err(|e| e.to_string())?;
+        sh(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), disk.image.as_os_str()],
+        )?;
+        disk.attach()?;
+        Ok(disk)
+    }
+
+    fn attach(&self) -> Result<(), String> {
+        sh(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                self.image.as_os_str(),
+                self.path.as_os_str(),
+            ],
+        )
+    }
+
+    pub fn abort(&self) {
+        sh(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "remount,abort".as_ref(),
+                self.path.as_os_str(),
+            ],
+        )
+        .expect("ext4 takes the abort option");
+    }
+
+    /// Unmounts the failed disk, repairs it with fsck and mounts it again at the same place.
+    pub fn repair(&self) {
+        sh("umount", &["-l".as_ref(), self.path.as_os_str()]).expect("umount");
+        // Exit code 1 means e2fsck fixed something, which is expected after an abort.
+        let fsck = std::process::Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .output()
+            .expect("e2fsck runs");
+        assert!(
+            fsck.status.code().is_some_and(|code| code <= 1),
+            "e2fsck: {}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+        self.attach().expect("the repaired disk mounts");
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+fn sh(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// `/health` as JSON.
+pub fn health(port: u16) -> serde_json::Value {
+    let (status, body) = http_get(port, "/health").expect("/health answers");
+    assert!(status.contains("200"), "{status}");
+    serde_json::from_str(&body).expect("/health is JSON")
+}
+
+/// Polls `/health` until `predicate` holds (at most `timeout`); the last report either way.
+pub async fn wait_health(
+    port: u16,
+    timeout: Duration,
+    predicate: impl Fn(&serde_json::Value) -> bool,
+) -> (bool, serde_json::Value) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let report = health(port);
+        if predicate(&report) {
+            return (true, report);
+        }
+        if std::time::Instant::now() > deadline {
+            return (false, report);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The `persistence` report of `campaign` in a `/health` report (null when absent).
+pub fn campaign_persistence(report: &serde_json::Value, campaign: &str) -> serde_json::Value {
+    report["campaigns"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == campaign))
+        .map(|c| c["persistence"].clone())
+        .unwrap_or_default()
+}

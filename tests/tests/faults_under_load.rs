@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nexus_e2e::{Client, Server, free_port, fresh_dir, http_get_at, named, repo_root};
+use nexus_e2e::{
+    Client, LoopDisk, Server, SmallDisk, campaign_persistence, free_port, fresh_dir, health,
+    http_get_at, named, repo_root, wait_health,
+};
 use serde_json::{Value, json};
 
 const CAMPAIGN: &str = "0";
@@ -254,6 +257,57 @@ async fn witness(url: String, name: &'static str, until: Instant) -> Ledger {
     ledger
 }
 
+/// What a restored world holds of what the witnesses did.
+struct Restored {
+    /// Builds and destroys acknowledged more than a save interval before the kill.
+    built: usize,
+    destroyed: usize,
+    /// Builds acknowledged within the last save interval (may or may not be there).
+    recent: usize,
+    refused: usize,
+    /// Acknowledged interactions the restored world does not show.
+    lost: Vec<String>,
+}
+
+fn compare_restored(ledgers: &[Ledger], killed_at: Instant, objects: &Value) -> Restored {
+    let settled = |at: &Instant| killed_at.duration_since(*at) > SAVE_WINDOW;
+    let mut restored = Restored {
+        built: 0,
+        destroyed: 0,
+        recent: 0,
+        refused: 0,
+        lost: Vec::new(),
+    };
+    for ledger in ledgers {
+        restored.refused += ledger.refused;
+        let gone: Vec<&String> = ledger.destroyed.iter().map(|(name, _)| name).collect();
+        for (name, at) in &ledger.built {
+            if !settled(at) {
+                restored.recent += 1;
+                continue;
+            }
+            restored.built += 1;
+            let destroyed_before_the_window = ledger
+                .destroyed
+                .iter()
+                .any(|(n, when)| n == name && settled(when));
+            let present = named(objects, name).is_some();
+            if !present && !gone.contains(&name) {
+                restored.lost.push(format!("built {name} is missing"));
+            }
+            if destroyed_before_the_window && present {
+                restored.lost.push(format!("destroyed {name} is back"));
+            }
+        }
+        restored.destroyed += ledger
+            .destroyed
+            .iter()
+            .filter(|(_, at)| settled(at))
+            .count();
+    }
+    restored
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_keeps_every_acknowledged_interaction_and_the_bots_resume() {
     let count = bots_wanted();
@@ -290,35 +344,13 @@ async fn kill_9_under_load_keeps_every_acknowledged_interaction_and_the_bots_res
     let mut visitor = Client::connect(&server.url()).await;
     let welcome = visitor.join(CAMPAIGN, "visitor").await;
     let objects = &welcome["world_state"]["objects"];
-    let settled = |at: &Instant| killed_at.duration_since(*at) > SAVE_WINDOW;
-    let (mut built, mut destroyed, mut lost, mut recent, mut refused) = (0, 0, Vec::new(), 0, 0);
-    for ledger in &ledgers {
-        refused += ledger.refused;
-        let gone: Vec<&String> = ledger.destroyed.iter().map(|(name, _)| name).collect();
-        for (name, at) in &ledger.built {
-            if !settled(at) {
-                recent += 1;
-                continue;
-            }
-            built += 1;
-            let destroyed_before_the_window = ledger
-                .destroyed
-                .iter()
-                .any(|(n, when)| n == name && settled(when));
-            let present = named(objects, name).is_some();
-            if !present && !gone.contains(&name) {
-                lost.push(format!("built {name} is missing"));
-            }
-            if destroyed_before_the_window && present {
-                lost.push(format!("destroyed {name} is back"));
-            }
-        }
-        destroyed += ledger
-            .destroyed
-            .iter()
-            .filter(|(_, at)| settled(at))
-            .count();
-    }
+    let Restored {
+        built,
+        destroyed,
+        recent,
+        refused,
+        lost,
+    } = compare_restored(&ledgers, killed_at, objects);
     let summary = bots_summary(bots);
     let figures = json!({
         "fault": "kill -9 under load",
@@ -588,4 +620,193 @@ async fn slow_and_half_open_clients_are_dropped_without_touching_the_others() {
         p99(&loaded) <= 2.0 * p99(&baseline) + 100.0,
         "the others' state age stays: {figures}"
     );
+}
+
+/// How the data directory's disk fails.
+#[derive(Clone, Copy, Debug)]
+enum DiskFault {
+    /// It fills up, then space is freed.
+    Full,
+    /// It turns read-only (ext4 after an I/O error), then is unmounted, repaired, mounted again.
+    ReadOnly,
+}
+
+/// The disk under the data directory fails while the bots play and the witnesses build: the
+/// world runs on, `/health` says why saves fail, saving resumes when the disk is back, and after
+/// a `kill -9` nothing acknowledged a save interval before it is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_under_load_degrades_health_and_loses_nothing() {
+    for fault in [DiskFault::Full, DiskFault::ReadOnly] {
+        let full = match fault {
+            DiskFault::Full => match SmallDisk::mount("fault-full-disk", 32) {
+                Ok(disk) => Some(disk),
+                Err(why) => {
+                    eprintln!("SKIPPED: this test mounts disks, which needs root: {why}");
+                    return;
+                }
+            },
+            DiskFault::ReadOnly => None,
+        };
+        let read_only = match fault {
+            DiskFault::ReadOnly => match LoopDisk::mount("fault-read-only-disk", 64) {
+                Ok(disk) => Some(disk),
+                Err(why) => {
+                    eprintln!("SKIPPED: this test mounts disks, which needs root: {why}");
+                    return;
+                }
+            },
+            DiskFault::Full => None,
+        };
+        let path = match (&full, &read_only) {
+            (Some(disk), _) => disk.path.clone(),
+            (_, Some(disk)) => disk.path.clone(),
+            _ => unreachable!("one disk per fault"),
+        };
+        disk_fault_under_load(
+            fault,
+            &path,
+            || match (&full, &read_only) {
+                (Some(disk), _) => {
+                    disk.fill();
+                }
+                (_, Some(disk)) => disk.abort(),
+                _ => {}
+            },
+            || match (&full, &read_only) {
+                (Some(disk), _) => disk.free(),
+                (_, Some(disk)) => disk.repair(),
+                _ => {}
+            },
+        )
+        .await;
+    }
+}
+
+async fn disk_fault_under_load(
+    fault: DiskFault,
+    data: &std::path::Path,
+    break_disk: impl FnOnce(),
+    mend_disk: impl FnOnce(),
+) {
+    let count = bots_wanted();
+    let port = free_port();
+    let mut server = start_server(port, data);
+    let bots = start_bots(port, count, 40.0 + count as f64 * 0.01);
+    assert!(
+        wait_clients(port, count as u64, Duration::from_secs(60))
+            .await
+            .is_some(),
+        "{count} bots joined"
+    );
+    let witnesses: Vec<_> = ["witness-a", "witness-b"]
+        .into_iter()
+        .map(|name| {
+            let url = server.url();
+            tokio::spawn(witness(
+                url,
+                name,
+                Instant::now() + Duration::from_secs(120),
+            ))
+        })
+        .collect();
+    let saving = |r: &Value| {
+        r["status"] == "ok"
+            && campaign_persistence(r, CAMPAIGN)["saves"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+    };
+    let (saved, report) = wait_health(port, Duration::from_secs(20), saving).await;
+    assert!(saved, "{fault:?}: saves before the fault: {report}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let broken = Instant::now();
+    break_disk();
+    let (degraded, report) =
+        wait_health(port, Duration::from_secs(20), |r| r["status"] == "degraded").await;
+    assert!(
+        degraded,
+        "{fault:?}: a failing save degrades /health: {report}"
+    );
+    let degraded_after = broken.elapsed();
+    let problem = report["problems"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let why = match fault {
+        DiskFault::Full => "full",
+        DiskFault::ReadOnly => "Read-only file system",
+    };
+    assert!(
+        problem.contains("saves fail") && problem.contains(why),
+        "{fault:?}: the problem says what fails and why: {problem}"
+    );
+    // The world runs on through the outage.
+    let ticks = |r: &Value| r["campaigns"][0]["ticks"].as_u64().unwrap_or(0);
+    let before = ticks(&health(port));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = ticks(&health(port));
+    assert!(
+        during > before + 60,
+        "{fault:?}: the world ran on ({before} → {during} ticks)"
+    );
+
+    let mended = Instant::now();
+    mend_disk();
+    let (recovered, report) = wait_health(port, Duration::from_secs(30), |r| {
+        r["status"] == "ok" && campaign_persistence(r, CAMPAIGN)["last_error"].is_null()
+    })
+    .await;
+    assert!(
+        recovered,
+        "{fault:?}: saving resumes when the disk is back: {report}"
+    );
+    let recovered_after = mended.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.kill9();
+    let killed_at = Instant::now();
+    let mut ledgers = Vec::new();
+    for witness in witnesses {
+        ledgers.push(witness.await.expect("the witness task"));
+    }
+    let during_outage: usize = ledgers
+        .iter()
+        .map(|l| {
+            l.built
+                .iter()
+                .chain(&l.destroyed)
+                .filter(|(_, at)| *at > broken && *at < mended)
+                .count()
+        })
+        .sum();
+
+    let server = start_server(port, data);
+    let back = wait_clients(port, count as u64, Duration::from_secs(60)).await;
+    let mut visitor = Client::connect(&server.url()).await;
+    let welcome = visitor.join(CAMPAIGN, "visitor").await;
+    let restored = compare_restored(&ledgers, killed_at, &welcome["world_state"]["objects"]);
+    let summary = bots_summary(bots);
+    let figures = json!({
+        "fault": format!("{fault:?} disk under load"),
+        "bots": count,
+        "degraded_after_s": degraded_after.as_secs_f64(),
+        "saving_resumed_after_s": recovered_after.as_secs_f64(),
+        "interactions_acknowledged_during_the_outage": during_outage,
+        "interactions_acknowledged_before_the_window": restored.built + restored.destroyed,
+        "lost": restored.lost.len(),
+        "bots_back_s": back.map(|d| d.as_secs_f64()),
+        "bots_connected_at_the_end": summary["connected"], "bots_closed_early": summary["closed_early"],
+    });
+    println!("NEXUS_FAULT {figures}");
+    assert!(
+        during_outage >= 5,
+        "{fault:?}: the witnesses built during the outage: {figures}"
+    );
+    assert!(
+        restored.lost.is_empty(),
+        "{fault:?}: lost: {:?}",
+        restored.lost
+    );
+    assert_eq!(summary["connected"], count, "{summary}");
+    assert_eq!(summary["closed_early"], 0, "{summary}");
 }

@@ -13,10 +13,11 @@
 //!    whatever queued up the same way before each write. So a slow disk costs memory for at most
 //!    `queue_capacity + 1` updates and delays saves, but never drops a change and never blocks the
 //!    tick.
-//! 4. The thread writes at most once per interval (default 1 s): a snapshot is diffed against
-//!    the last saved state it keeps in memory ([`CampaignChange::between`]), so only changed rows
-//!    reach the database, in one transaction. A failed write keeps its data pending and is
-//!    retried at the next interval.
+//! 4. The host submits once per interval (default 1 s, [`Saver::is_due`]) and the thread writes
+//!    what arrives at once, at most four times per interval (bursts are folded): a snapshot is
+//!    diffed against the last saved state it keeps in memory ([`CampaignChange::between`]), so
+//!    only changed rows reach the database, in one transaction. A failed write keeps its data
+//!    pending and is retried at the next interval.
 //! 5. [`Saver::shutdown`] (or dropping the saver) delivers what is left and makes a final save
 //!    before joining the thread.
 
@@ -589,8 +590,19 @@ impl Worker {
     }
 
     /// When the next write may happen; `None` means now.
+    ///
+    /// Hosts already submit once per interval (`is_due`); waiting a whole interval here too
+    /// would put the two clocks in series, and a save could lag its submission by up to an
+    /// interval (after a slow write or an outage shifted the phase), so up to two intervals of
+    /// play could be lost in a crash. A quarter of it still folds bursts into one write;
+    /// retries after a failure wait the whole interval.
     fn next_write_time(&self) -> Option<Instant> {
-        let due = self.last_write? + self.interval;
+        let gap = if self.failing_streak > 0 {
+            self.interval
+        } else {
+            self.interval / 4
+        };
+        let due = self.last_write? + gap;
         (due > Instant::now()).then_some(due)
     }
 
