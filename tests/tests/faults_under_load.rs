@@ -622,13 +622,52 @@ async fn slow_and_half_open_clients_are_dropped_without_touching_the_others() {
     );
 }
 
-/// How the data directory's disk fails.
-#[derive(Clone, Copy, Debug)]
-enum DiskFault {
+/// The data directory's disk, and how it fails.
+enum FailingDisk {
     /// It fills up, then space is freed.
-    Full,
+    Full(SmallDisk),
     /// It turns read-only (ext4 after an I/O error), then is unmounted, repaired, mounted again.
-    ReadOnly,
+    ReadOnly(LoopDisk),
+}
+
+impl FailingDisk {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            FailingDisk::Full(disk) => &disk.path,
+            FailingDisk::ReadOnly(disk) => &disk.path,
+        }
+    }
+
+    fn fail(&self) {
+        match self {
+            FailingDisk::Full(disk) => {
+                disk.fill();
+            }
+            FailingDisk::ReadOnly(disk) => disk.abort(),
+        }
+    }
+
+    fn mend(&self) {
+        match self {
+            FailingDisk::Full(disk) => disk.free(),
+            FailingDisk::ReadOnly(disk) => disk.repair(),
+        }
+    }
+
+    /// What `/health` must name as the reason saves fail.
+    fn reason(&self) -> &'static str {
+        match self {
+            FailingDisk::Full(_) => "full",
+            FailingDisk::ReadOnly(_) => "Read-only file system",
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            FailingDisk::Full(_) => "Full",
+            FailingDisk::ReadOnly(_) => "ReadOnly",
+        }
+    }
 }
 
 /// The disk under the data directory fails while the bots play and the witnesses build: the
@@ -636,60 +675,26 @@ enum DiskFault {
 /// a `kill -9` nothing acknowledged a save interval before it is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_disk_under_load_degrades_health_and_loses_nothing() {
-    for fault in [DiskFault::Full, DiskFault::ReadOnly] {
-        let full = match fault {
-            DiskFault::Full => match SmallDisk::mount("fault-full-disk", 32) {
-                Ok(disk) => Some(disk),
-                Err(why) => {
-                    eprintln!("SKIPPED: this test mounts disks, which needs root: {why}");
-                    return;
-                }
-            },
-            DiskFault::ReadOnly => None,
-        };
-        let read_only = match fault {
-            DiskFault::ReadOnly => match LoopDisk::mount("fault-read-only-disk", 64) {
-                Ok(disk) => Some(disk),
-                Err(why) => {
-                    eprintln!("SKIPPED: this test mounts disks, which needs root: {why}");
-                    return;
-                }
-            },
-            DiskFault::Full => None,
-        };
-        let path = match (&full, &read_only) {
-            (Some(disk), _) => disk.path.clone(),
-            (_, Some(disk)) => disk.path.clone(),
-            _ => unreachable!("one disk per fault"),
-        };
-        disk_fault_under_load(
-            fault,
-            &path,
-            || match (&full, &read_only) {
-                (Some(disk), _) => {
-                    disk.fill();
-                }
-                (_, Some(disk)) => disk.abort(),
-                _ => {}
-            },
-            || match (&full, &read_only) {
-                (Some(disk), _) => disk.free(),
-                (_, Some(disk)) => disk.repair(),
-                _ => {}
-            },
-        )
-        .await;
+    let mounts: [fn() -> Result<FailingDisk, String>; 2] = [
+        || SmallDisk::mount("fault-full-disk", 32).map(FailingDisk::Full),
+        || LoopDisk::mount("fault-read-only-disk", 64).map(FailingDisk::ReadOnly),
+    ];
+    for mount in mounts {
+        match mount() {
+            Ok(disk) => disk_fault_under_load(&disk).await,
+            Err(why) => {
+                eprintln!("SKIPPED: this test mounts disks, which needs root: {why}");
+                return;
+            }
+        }
     }
 }
 
-async fn disk_fault_under_load(
-    fault: DiskFault,
-    data: &std::path::Path,
-    break_disk: impl FnOnce(),
-    mend_disk: impl FnOnce(),
-) {
+async fn disk_fault_under_load(disk: &FailingDisk) {
     let count = bots_wanted();
     let port = free_port();
+    let fault = disk.name();
+    let data = disk.path();
     let mut server = start_server(port, data);
     let bots = start_bots(port, count, 40.0 + count as f64 * 0.01);
     assert!(
@@ -717,29 +722,26 @@ async fn disk_fault_under_load(
                 >= 1
     };
     let (saved, report) = wait_health(port, Duration::from_secs(20), saving).await;
-    assert!(saved, "{fault:?}: saves before the fault: {report}");
+    assert!(saved, "{fault}: saves before the fault: {report}");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let broken = Instant::now();
-    break_disk();
+    disk.fail();
     let (degraded, report) =
         wait_health(port, Duration::from_secs(20), |r| r["status"] == "degraded").await;
     assert!(
         degraded,
-        "{fault:?}: a failing save degrades /health: {report}"
+        "{fault}: a failing save degrades /health: {report}"
     );
     let degraded_after = broken.elapsed();
     let problem = report["problems"][0]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let why = match fault {
-        DiskFault::Full => "full",
-        DiskFault::ReadOnly => "Read-only file system",
-    };
+    let why = disk.reason();
     assert!(
         problem.contains("saves fail") && problem.contains(why),
-        "{fault:?}: the problem says what fails and why: {problem}"
+        "{fault}: the problem says what fails and why: {problem}"
     );
     // The world runs on through the outage.
     let ticks = |r: &Value| r["campaigns"][0]["ticks"].as_u64().unwrap_or(0);
@@ -748,18 +750,18 @@ async fn disk_fault_under_load(
     let during = ticks(&health(port));
     assert!(
         during > before + 60,
-        "{fault:?}: the world ran on ({before} → {during} ticks)"
+        "{fault}: the world ran on ({before} → {during} ticks)"
     );
 
     let mended = Instant::now();
-    mend_disk();
+    disk.mend();
     let (recovered, report) = wait_health(port, Duration::from_secs(30), |r| {
         r["status"] == "ok" && campaign_persistence(r, CAMPAIGN)["last_error"].is_null()
     })
     .await;
     assert!(
         recovered,
-        "{fault:?}: saving resumes when the disk is back: {report}"
+        "{fault}: saving resumes when the disk is back: {report}"
     );
     let recovered_after = mended.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -787,7 +789,7 @@ async fn disk_fault_under_load(
     let restored = compare_restored(&ledgers, killed_at, &welcome["world_state"]["objects"]);
     let summary = bots_summary(bots);
     let figures = json!({
-        "fault": format!("{fault:?} disk under load"),
+        "fault": format!("{fault} disk under load"),
         "bots": count,
         "degraded_after_s": degraded_after.as_secs_f64(),
         "saving_resumed_after_s": recovered_after.as_secs_f64(),
@@ -800,11 +802,11 @@ async fn disk_fault_under_load(
     println!("NEXUS_FAULT {figures}");
     assert!(
         during_outage >= 5,
-        "{fault:?}: the witnesses built during the outage: {figures}"
+        "{fault}: the witnesses built during the outage: {figures}"
     );
     assert!(
         restored.lost.is_empty(),
-        "{fault:?}: lost: {:?}",
+        "{fault}: lost: {:?}",
         restored.lost
     );
     assert_eq!(summary["connected"], count, "{summary}");
