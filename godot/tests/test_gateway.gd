@@ -165,6 +165,39 @@ func _join_answer(port: int, campaign: String, token: String) -> Dictionary:
 	return answer
 
 
+func test_webrtc_data_channels_are_offered_unless_turned_off() -> void:
+	_serve()
+	await frames(1)
+	var gateway: NexusGateway = root.get_node("Gateway")
+	check(gateway.webrtc_enabled, "WebRTC is on by default")
+	check(gateway.get_bound_webrtc_port() > 0, "a UDP port was bound for WebRTC")
+	var peer: WebSocketPeer = await _connect(gateway.get_bound_port())
+	_send(peer, "session:join:v1:requested", "arena", {"token": "rtc"})
+	var welcome := await _next(peer, _of_type("session:welcome:v1:stream"))
+	check_eq(welcome.get("payload", {}).get("webrtc"), true, "the welcome offers WebRTC")
+	# A bad offer is an error event; the session goes on.
+	_send(peer, "session:webrtc_offer:v1:requested", "arena", {"sdp": "not an offer"})
+	var error := await _next(peer, _of_type("system:error:v1:stream"))
+	check_eq(error.get("payload", {}).get("code"), "invalid_payload", "a bad SDP is refused")
+	peer.close()
+	root.queue_free()
+	root = null
+	await frames(2)
+
+	_serve(10, func(g: NexusGateway) -> void: g.webrtc_enabled = false)
+	await frames(1)
+	gateway = root.get_node("Gateway")
+	check_eq(gateway.get_bound_webrtc_port(), -1, "no UDP port without WebRTC")
+	peer = await _connect(gateway.get_bound_port())
+	_send(peer, "session:join:v1:requested", "arena", {"token": "plain"})
+	welcome = await _next(peer, _of_type("session:welcome:v1:stream"))
+	check(not welcome.is_empty() and not welcome["payload"].has("webrtc"), "no webrtc in the welcome")
+	_send(peer, "session:webrtc_offer:v1:requested", "arena", {"sdp": "v=0"})
+	error = await _next(peer, _of_type("system:error:v1:stream"))
+	check_eq(error.get("payload", {}).get("code"), "webrtc_unavailable", "offers are refused")
+	peer.close()
+
+
 func test_signed_tokens_bound_to_a_campaign_and_a_key_rotation() -> void:
 	const NEW_SECRET := "the-new-secret-0123456789"
 	const OLD_SECRET := "the-old-secret-0123456789"

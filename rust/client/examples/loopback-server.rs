@@ -5,6 +5,9 @@
 //! cargo run -p nexus-client --release --example loopback-server -- --port 9191 --duration 60
 //! cargo run -p nexus-client --release --bin nexus-bots -- --url ws://127.0.0.1:9191/ws --count 50
 //! ```
+//!
+//! `--webrtc-port N` also serves WebRTC data channels on UDP port N (0: any free port; the port
+//! is printed).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -40,7 +43,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     // Every bot connects from 127.0.0.1.
     config.limits.max_connections_per_address = 10_000;
+    if args.iter().any(|a| a == "--webrtc-port") {
+        let port = value(&args, "--webrtc-port", 0.0)?;
+        if port > f64::from(u16::MAX) || port.fract() != 0.0 {
+            return Err(format!("--webrtc-port {port} is not a UDP port").into());
+        }
+        config.webrtc = Some(nexus_gateway::WebRtcConfig {
+            port: port as u16,
+            ..Default::default()
+        });
+    }
     let gateway = Gateway::start(config)?;
+    if let Some(addr) = gateway.webrtc_addr() {
+        println!("WebRTC data channels on udp://{addr}");
+    }
     let link = gateway.open_campaign(&campaign)?;
     let mut world = World::new(WorldConfig::default());
     let ground = ObjectDesc {

@@ -17,6 +17,9 @@
 //! - [`clock`]: offset and round trip from pings, the server's tick from the stream; inputs
 //!   target the server tick at which they arrive.
 //! - [`netem`]: latency, jitter and loss emulation, used by the bots and the tests.
+//! - [`webrtc`] (with [`transport::Transport::WebRtc`]): the state stream and inputs on WebRTC
+//!   data channels beside the WebSocket when the server offers them, falling back to the
+//!   WebSocket whenever the channels are not open.
 //!
 //! ```no_run
 //! use nexus_client::{Controls, Encoding, transport};
@@ -42,6 +45,8 @@ pub mod session;
 pub mod stats;
 #[cfg(feature = "native")]
 pub mod transport;
+#[cfg(feature = "native")]
+pub mod webrtc;
 pub mod wire;
 
 pub use clock::ClockSync;
@@ -52,7 +57,9 @@ pub use netem::{DelayLine, LinkConditions};
 pub use prediction::{CorrectionConfig, PredictionConfig, Predictor, Reconciliation};
 pub use session::{
     AvatarView, ClientSession, Controls, KnownObject, Phase, ResumeTicket, SessionConfig,
-    SessionEvent, TimingInfo,
+    SessionEvent, TimingInfo, WebRtcSignal,
 };
-pub use stats::{Histogram, SessionStats, StatsSummary};
+pub use stats::{
+    Fallback, Histogram, SessionStats, StatsSummary, TransportStats, TransportSummary,
+};
 pub use wire::{Encoding, Frame};

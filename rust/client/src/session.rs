@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use nexus_protocol::{Envelope, StateDecoder};
+use nexus_protocol::{Envelope, StateDecoder, encode_client_ack, encode_client_inputs, names};
 use nexus_sim::movement::{CharacterState, MovementSettings};
 use nexus_sim::state::{BodyKind, ClientId, ObjectId, Properties, Shape, Tick};
 use nexus_sim::{
@@ -52,6 +52,11 @@ const SENT_MEMORY: usize = 64;
 const TICK_JUMP: f64 = 30.0;
 /// Fastest drift of the input clock (fraction of real time).
 const MAX_DILATION: f64 = 0.05;
+/// Unacknowledged inputs in each datagram (PROTOCOL.md section 11: the SDK sends up to 8), so
+/// that a lost or late datagram costs nothing while the next one arrives.
+pub const DATAGRAM_INPUTS: usize = 8;
+/// Signals kept for a transport that does not take them (an application without WebRTC).
+const MAX_SIGNALS: usize = 16;
 
 /// How a session behaves. Only `campaign` and `token` have no useful default.
 #[derive(Clone, Debug, PartialEq)]
@@ -110,6 +115,10 @@ pub struct SessionConfig {
     /// Take back an earlier session whose connection was lost ([`ClientSession::resume_ticket`]
     /// of the old session); `None` joins afresh.
     pub resume: Option<ResumeTicket>,
+    /// Send inputs and acks as binary frames (section 7) even with the JSON stream (default
+    /// false). A client that may send inputs on a WebRTC channel (binary only) sets it, so its
+    /// inputs are quantised, and predicted, the same way on either transport.
+    pub binary_client_frames: bool,
 }
 
 /// What a new connection needs to take a lost session back: the welcome's resume token, and
@@ -151,6 +160,7 @@ impl SessionConfig {
             collision_radius: 10.0,
             max_catch_up_ticks: 10,
             resume: None,
+            binary_client_frames: false,
         }
     }
 }
@@ -225,6 +235,25 @@ pub enum SessionEvent {
     Closed {
         /// Why.
         reason: String,
+    },
+}
+
+/// WebRTC signalling from the server, for the transport (not application events).
+#[derive(Clone, Debug, PartialEq)]
+pub enum WebRtcSignal {
+    /// The answer to the offer (SDP text).
+    Answer(String),
+    /// The server streams states on the data channel from now on.
+    Open,
+    /// The server streams states on the WebSocket again, and why.
+    Closed(String),
+    /// The server refused the offer (`webrtc_unavailable`, `invalid_payload`,
+    /// `limit_exceeded`...).
+    Refused {
+        /// Stable code.
+        code: String,
+        /// Human message.
+        message: String,
     },
 }
 
@@ -320,12 +349,21 @@ pub struct ClientSession {
     next_request_id: u32,
     /// The newest welcome's resume token.
     resume_token: Option<String>,
+    /// The welcome offered WebRTC data channels.
+    server_webrtc: bool,
+    signals: VecDeque<WebRtcSignal>,
+    /// Inputs and acks go out as datagrams ([`ClientSession::drain_datagrams`]).
+    datagram_inputs: bool,
+    datagrams: Vec<Vec<u8>>,
+    /// The next stream batch repeats the unacknowledged inputs (after datagrams stopped).
+    repeat_once: bool,
 }
 
 impl ClientSession {
     /// A session that has not joined yet.
     pub fn new(config: SessionConfig) -> Self {
-        let outgoing = Outgoing::new(&config.campaign, &config.client_type, config.encoding);
+        let outgoing = Outgoing::new(&config.campaign, &config.client_type, config.encoding)
+            .with_binary_frames(config.binary_client_frames);
         let timeline = Timeline::new(config.timeline.clone(), 60, 20);
         ClientSession {
             collision: CollisionWorld::new(config.collision_radius),
@@ -363,6 +401,11 @@ impl ClientSession {
             pings_sent: 0,
             next_request_id: 1,
             resume_token: None,
+            server_webrtc: false,
+            signals: VecDeque::new(),
+            datagram_inputs: false,
+            datagrams: Vec::new(),
+            repeat_once: false,
             next_seq: config
                 .resume
                 .as_ref()
@@ -503,6 +546,64 @@ impl ClientSession {
         std::mem::take(&mut self.out)
     }
 
+    // ── WebRTC data channels (PROTOCOL.md section 11) ───────────────────
+
+    /// Whether the welcome offered WebRTC data channels.
+    pub fn server_offers_webrtc(&self) -> bool {
+        self.server_webrtc
+    }
+
+    /// Sends a WebRTC offer (SDP text) on the stream.
+    pub fn offer_webrtc(&mut self, sdp: &str) {
+        let frame = self.outgoing.webrtc_offer(sdp);
+        self.push_out(frame);
+    }
+
+    /// Sends one of the client's ICE candidates on the stream (empty: the end of them).
+    pub fn send_webrtc_candidate(&mut self, candidate: &str) {
+        let frame = self.outgoing.webrtc_candidate(candidate);
+        self.push_out(frame);
+    }
+
+    /// WebRTC signals received since the last call, oldest first.
+    pub fn poll_webrtc_signals(&mut self) -> Vec<WebRtcSignal> {
+        self.signals.drain(..).collect()
+    }
+
+    fn signal(&mut self, signal: WebRtcSignal) {
+        if self.signals.len() >= MAX_SIGNALS {
+            self.signals.pop_front();
+        }
+        self.signals.push_back(signal);
+    }
+
+    /// Routes inputs and acks to datagrams (an open `input` channel) or back to the stream.
+    /// Datagrams are binary frames carrying the newest inputs plus up to [`DATAGRAM_INPUTS`]
+    /// unacknowledged ones in all, and the newest applied tick. Going back to the stream, the
+    /// next batch repeats the unacknowledged inputs once (the last datagrams may have been lost).
+    pub fn set_datagram_inputs(&mut self, on: bool) {
+        if self.datagram_inputs && !on {
+            self.repeat_once = true;
+        }
+        self.datagram_inputs = on;
+    }
+
+    /// Whether inputs and acks go out as datagrams.
+    pub fn datagram_inputs(&self) -> bool {
+        self.datagram_inputs
+    }
+
+    /// Datagrams (binary client frames) to send now on the `input` channel, oldest first.
+    pub fn drain_datagrams(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.datagrams)
+    }
+
+    fn push_datagram(&mut self, bytes: Vec<u8>) {
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.datagrams.push(bytes);
+    }
+
     /// Events since the last call, oldest first.
     pub fn poll_events(&mut self) -> Vec<SessionEvent> {
         self.events.drain(..).collect()
@@ -529,6 +630,16 @@ impl ClientSession {
     pub fn receive(&mut self, now: f64, frame: &Frame) -> Result<(), ClientError> {
         self.stats.frames_received += 1;
         self.stats.bytes_received += frame.len() as u64;
+        // Two transports, one unordered: a state not newer than the newest applied is skipped
+        // before decoding (the decoder would call it out of order, which is no error here).
+        if let Frame::Binary(bytes) = frame
+            && let Ok(head) = nexus_protocol::peek_state_header(bytes)
+            && self.last_state_tick.is_some_and(|t| head.tick <= t)
+        {
+            self.stats.states_rejected += 1;
+            self.stats.states_stale += 1;
+            return Ok(());
+        }
         if !self.config.decode_states
             && let Frame::Binary(bytes) = frame
             && let Ok(head) = nexus_protocol::peek_state_header(bytes)
@@ -637,10 +748,32 @@ impl ClientSession {
                     .push_back(SessionEvent::InteractionResult(result));
             }
             ServerMessage::Terrain(patch) => self.collision.apply_terrain_patch(&patch)?,
-            ServerMessage::Error { code, message } => {
+            ServerMessage::Error {
+                code,
+                message,
+                request_type,
+            } => {
                 self.stats.errors_received += 1;
+                // A refused candidate is no reason to give up: the offer carries the candidate.
+                let webrtc = code == "webrtc_unavailable"
+                    || request_type.as_deref() == Some(names::SESSION_WEBRTC_OFFER);
+                if webrtc {
+                    self.signal(WebRtcSignal::Refused {
+                        code: code.clone(),
+                        message: message.clone(),
+                    });
+                }
                 self.events
                     .push_back(SessionEvent::ServerError { code, message });
+            }
+            ServerMessage::WebRtcAnswer { sdp } => self.signal(WebRtcSignal::Answer(sdp)),
+            ServerMessage::WebRtcState { state, reason } => {
+                let signal = if state == "open" {
+                    WebRtcSignal::Open
+                } else {
+                    WebRtcSignal::Closed(reason.unwrap_or(state))
+                };
+                self.signal(signal);
             }
             ServerMessage::Other(envelope) => {
                 self.events
@@ -758,6 +891,7 @@ impl ClientSession {
         self.next_ping = now;
         self.last_update = Some(now);
         self.resume_token = welcome.resume_token.clone();
+        self.server_webrtc = welcome.webrtc;
         let resumed = welcome.resumed
             && self
                 .config
@@ -796,8 +930,13 @@ impl ClientSession {
     }
 
     fn on_state(&mut self, now: f64, state: StateUpdate) {
-        if self.phase != Phase::Active || self.last_state_tick.is_some_and(|t| state.tick <= t) {
+        if self.phase != Phase::Active {
             self.stats.states_rejected += 1;
+            return;
+        }
+        if self.last_state_tick.is_some_and(|t| state.tick <= t) {
+            self.stats.states_rejected += 1;
+            self.stats.states_stale += 1;
             return;
         }
         let tick = state.tick;
@@ -1122,8 +1261,12 @@ impl ClientSession {
         }
         self.ack_due = false;
         if let Some(tick) = self.last_state_tick {
-            let frame = self.outgoing.ack(tick);
-            self.push_out(frame);
+            if self.datagram_inputs {
+                self.push_datagram(encode_client_ack(tick));
+            } else {
+                let frame = self.outgoing.ack(tick);
+                self.push_out(frame);
+            }
         }
     }
 
@@ -1136,13 +1279,24 @@ impl ClientSession {
         self.ack_due = false;
         if self.unsent.is_empty() {
             if let Some(tick) = ack {
-                let frame = self.outgoing.ack(tick);
-                self.push_out(frame);
+                if self.datagram_inputs {
+                    self.push_datagram(encode_client_ack(tick));
+                } else {
+                    let frame = self.outgoing.ack(tick);
+                    self.push_out(frame);
+                }
             }
             return;
         }
         let room = MAX_INPUTS_PER_MESSAGE.saturating_sub(self.unsent.len());
-        let repeat = self.config.redundant_inputs.min(room).min(self.sent.len());
+        let wanted = if self.datagram_inputs {
+            DATAGRAM_INPUTS.saturating_sub(self.unsent.len())
+        } else if std::mem::take(&mut self.repeat_once) {
+            self.config.redundant_inputs.max(DATAGRAM_INPUTS)
+        } else {
+            self.config.redundant_inputs
+        };
+        let repeat = wanted.min(room).min(self.sent.len());
         let mut batch: Vec<PlayerInput> = self
             .sent
             .iter()
@@ -1150,8 +1304,14 @@ impl ClientSession {
             .cloned()
             .collect();
         batch.append(&mut self.unsent);
-        let frame = self.outgoing.inputs(&batch, ack);
-        self.push_out(frame);
+        if self.datagram_inputs {
+            // Every datagram carries the newest applied tick: a lost one loses no ack.
+            let bytes = encode_client_inputs(&batch, self.last_state_tick);
+            self.push_datagram(bytes);
+        } else {
+            let frame = self.outgoing.inputs(&batch, ack);
+            self.push_out(frame);
+        }
         for input in batch.into_iter().skip(repeat) {
             self.sent.push_back(input);
         }

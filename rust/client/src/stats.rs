@@ -121,6 +121,9 @@ pub struct SessionStats {
     pub states_applied: u64,
     /// State messages ignored (older than one applied) or undecodable.
     pub states_rejected: u64,
+    /// Of those, the ones not newer than one applied (late, reordered or duplicated: normal on
+    /// an unordered data channel and around a switch of transport).
+    pub states_stale: u64,
     /// Age of each applied state on arrival: local time mapped to the server clock minus the
     /// state's timestamp.
     pub state_age: Histogram,
@@ -151,6 +154,131 @@ pub struct SessionStats {
     pub errors_received: u64,
     /// Malformed frames received.
     pub malformed_frames: u64,
+}
+
+/// Which transport carried the state stream and the inputs, for a client that may use WebRTC
+/// data channels beside the WebSocket (PROTOCOL.md section 11). Times are seconds of the
+/// client's clock (since the connection opened).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TransportStats {
+    /// State messages applied that came on the WebSocket.
+    pub states_websocket: u64,
+    /// State messages applied that came on the `state` data channel.
+    pub states_webrtc: u64,
+    /// Messages received on the `state` channel (applied or not).
+    pub webrtc_messages_received: u64,
+    /// Input batches sent on the WebSocket / on the `input` channel.
+    pub input_frames_websocket: u64,
+    /// Input batches sent on the `input` channel.
+    pub input_frames_webrtc: u64,
+    /// Acks alone sent on the `input` channel.
+    pub acks_webrtc: u64,
+    /// UDP datagrams and payload bytes, both ways.
+    pub datagrams_sent: u64,
+    /// UDP datagrams received.
+    pub datagrams_received: u64,
+    /// UDP payload bytes sent.
+    pub udp_bytes_sent: u64,
+    /// UDP payload bytes received.
+    pub udp_bytes_received: u64,
+    /// Offers sent.
+    pub offers: u64,
+    /// When the newest offer went out.
+    pub offered_at: Option<f64>,
+    /// From the newest offer to the server's `open` (states on the channel from then on).
+    pub channel_open_seconds: Option<f64>,
+    /// Whether the state stream is on the data channel now.
+    pub webrtc_active: bool,
+    /// Why the client never offered (WebRTC asked for, but the server's welcome did not offer
+    /// it, or the peer could not be created).
+    pub webrtc_unavailable: Option<String>,
+    /// Each time the stream or the inputs went back to the WebSocket after an offer.
+    pub fallbacks: Vec<Fallback>,
+    /// Largest gap between the ticks of two successive applied states (whatever transport).
+    pub max_tick_gap: u64,
+    /// Ticks between the last state before and the first state after the stream moved to
+    /// the data channel.
+    pub open_tick_gap: Option<u64>,
+}
+
+/// One return to the WebSocket.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Fallback {
+    /// When (client clock, seconds).
+    pub at: f64,
+    /// Why: the server's reason (`timeout`, `channel_closed`, `unresponsive`, `replaced`,
+    /// `failed`) or the client's (`closed_by_client`, `refused: <code>`, `no_answer`,
+    /// `answer_rejected`, `peer_failed`, `channel_closed_remotely`, `open_timeout`).
+    pub reason: String,
+    /// The server's reason, when it came after the client's own.
+    pub server_reason: Option<String>,
+    /// Ticks between the last state applied before it and the first after it.
+    pub tick_gap: Option<u64>,
+}
+
+/// [`TransportStats`] of many clients, for reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TransportSummary {
+    /// Clients summarised.
+    pub clients: usize,
+    /// Clients whose state stream was on the data channel at some point.
+    pub clients_opened: usize,
+    /// Clients that stayed on the WebSocket without offering, by reason.
+    pub unavailable: std::collections::BTreeMap<String, usize>,
+    /// State messages applied per transport, in total.
+    pub states_websocket: u64,
+    /// See [`TransportStats::states_webrtc`].
+    pub states_webrtc: u64,
+    /// Input batches sent per transport, in total.
+    pub input_frames_websocket: u64,
+    /// See [`TransportStats::input_frames_webrtc`].
+    pub input_frames_webrtc: u64,
+    /// Offer to `open`, mean and largest, milliseconds.
+    pub channel_open_mean_ms: f64,
+    /// See `channel_open_mean_ms`.
+    pub channel_open_max_ms: f64,
+    /// Fallbacks by reason.
+    pub fallbacks: std::collections::BTreeMap<String, usize>,
+    /// Largest tick gap of any client.
+    pub max_tick_gap: u64,
+}
+
+impl TransportSummary {
+    /// Sums the stats of many clients.
+    pub fn of<'a>(clients: impl IntoIterator<Item = &'a TransportStats>) -> Self {
+        let mut summary = TransportSummary::default();
+        let mut open_total = 0.0;
+        let mut opened = 0usize;
+        for stats in clients {
+            summary.clients += 1;
+            summary.states_websocket += stats.states_websocket;
+            summary.states_webrtc += stats.states_webrtc;
+            summary.input_frames_websocket += stats.input_frames_websocket;
+            summary.input_frames_webrtc += stats.input_frames_webrtc;
+            summary.max_tick_gap = summary.max_tick_gap.max(stats.max_tick_gap);
+            if let Some(reason) = &stats.webrtc_unavailable {
+                *summary.unavailable.entry(reason.clone()).or_default() += 1;
+            }
+            if let Some(open) = stats.channel_open_seconds {
+                opened += 1;
+                open_total += open;
+                summary.channel_open_max_ms = summary.channel_open_max_ms.max(open * 1e3);
+            }
+            if stats.states_webrtc > 0 || stats.channel_open_seconds.is_some() {
+                summary.clients_opened += 1;
+            }
+            for fallback in &stats.fallbacks {
+                *summary
+                    .fallbacks
+                    .entry(fallback.reason.clone())
+                    .or_default() += 1;
+            }
+        }
+        if opened > 0 {
+            summary.channel_open_mean_ms = open_total * 1e3 / opened as f64;
+        }
+        summary
+    }
 }
 
 /// A flat summary of one or many sessions, for printing and JSON.

@@ -61,6 +61,8 @@ pub struct Welcome {
     pub resume_token: Option<String>,
     /// This welcome resumed an earlier session (same client id and avatar).
     pub resumed: bool,
+    /// The server offers WebRTC data channels (section 11).
+    pub webrtc: bool,
 }
 
 /// One object listed in a state message.
@@ -145,6 +147,20 @@ pub enum ServerMessage {
         code: String,
         /// Human message.
         message: String,
+        /// The type of the request refused, when the server names it.
+        request_type: Option<String>,
+    },
+    /// `session:webrtc_answer`: the answer to the client's offer.
+    WebRtcAnswer {
+        /// The answer's SDP text.
+        sdp: String,
+    },
+    /// `session:webrtc_state`: where the state stream goes.
+    WebRtcState {
+        /// `open` (on the data channel from now on) or `closed` (back on the WebSocket).
+        state: String,
+        /// Why it closed (`timeout`, `channel_closed`, `unresponsive`, `replaced`, `failed`).
+        reason: Option<String>,
     },
     /// Any other event (environment, particles, custom...), for the application.
     Other(Envelope),
@@ -167,6 +183,8 @@ struct WelcomePayload {
     resume_token: Option<String>,
     #[serde(default)]
     resumed: bool,
+    #[serde(default)]
+    webrtc: bool,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +238,20 @@ struct ErrorPayload {
     code: String,
     #[serde(default)]
     message: String,
+    #[serde(default)]
+    request_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SdpPayload {
+    sdp: String,
+}
+
+#[derive(Deserialize)]
+struct WebRtcStatePayload {
+    state: String,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 fn payload<T: for<'de> Deserialize<'de>>(envelope: &Envelope) -> Result<T, ClientError> {
@@ -320,6 +352,7 @@ fn decode_envelope(envelope: Envelope) -> Result<ServerMessage, ClientError> {
                 movement: p.movement.unwrap_or_default(),
                 resume_token: p.resume_token,
                 resumed: p.resumed,
+                webrtc: p.webrtc,
             }))
         }
         names::SESSION_ACK => {
@@ -373,6 +406,18 @@ fn decode_envelope(envelope: Envelope) -> Result<ServerMessage, ClientError> {
             ServerMessage::Error {
                 code: p.code,
                 message: p.message,
+                request_type: p.request_type,
+            }
+        }
+        names::SESSION_WEBRTC_ANSWER => {
+            let p: SdpPayload = payload(&envelope)?;
+            ServerMessage::WebRtcAnswer { sdp: p.sdp }
+        }
+        names::SESSION_WEBRTC_STATE => {
+            let p: WebRtcStatePayload = payload(&envelope)?;
+            ServerMessage::WebRtcState {
+                state: p.state,
+                reason: p.reason,
             }
         }
         _ => ServerMessage::Other(envelope),
@@ -383,7 +428,8 @@ fn decode_envelope(envelope: Envelope) -> Result<ServerMessage, ClientError> {
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     metadata: Metadata,
-    encoding: Encoding,
+    /// Inputs and acks as binary frames (section 7): with the binary stream, or when asked.
+    binary_frames: bool,
 }
 
 impl Outgoing {
@@ -396,8 +442,15 @@ impl Outgoing {
                 client_type: Some(client_type.to_owned()),
                 extra: serde_json::Map::new(),
             },
-            encoding,
+            binary_frames: encoding == Encoding::Binary,
         }
+    }
+
+    /// Sends inputs and acks as binary frames whatever the stream's encoding (section 7 allows it
+    /// on either subprotocol), e.g. so that inputs are quantised the same on every transport.
+    pub fn with_binary_frames(mut self, binary: bool) -> Self {
+        self.binary_frames |= binary;
+        self
     }
 
     fn text(&self, r#type: &str, payload: Value) -> Frame {
@@ -432,43 +485,51 @@ impl Outgoing {
 
     /// An input batch with the newest applied state tick (binary when the stream is binary).
     pub fn inputs(&self, inputs: &[PlayerInput], ack: Option<Tick>) -> Frame {
-        match self.encoding {
-            Encoding::Binary => Frame::Binary(encode_client_inputs(inputs, ack)),
-            Encoding::Json => {
-                let mut payload = json!({ "inputs": inputs });
-                if let Some(tick) = ack {
-                    payload["ack"] = json!(tick);
-                }
-                self.text(names::CLIENT_INPUT, payload)
-            }
+        if self.binary_frames {
+            return Frame::Binary(encode_client_inputs(inputs, ack));
         }
+        let mut payload = json!({ "inputs": inputs });
+        if let Some(tick) = ack {
+            payload["ack"] = json!(tick);
+        }
+        self.text(names::CLIENT_INPUT, payload)
     }
 
     /// The input exactly as the server will decode it: the binary format quantises movement
     /// (1/127) and look (1/32767 per component), and the prediction must move with what the
     /// server moves with, or it drifts. JSON carries `f32` values exactly.
     pub fn as_received(&self, input: &PlayerInput) -> PlayerInput {
-        match self.encoding {
-            Encoding::Json => input.clone(),
-            Encoding::Binary => {
-                // Through the protocol's own encoder and decoder: identical by construction.
-                let bytes = encode_client_inputs(std::slice::from_ref(input), None);
-                match decode_client_binary(&bytes).map(|frame| frame.message) {
-                    Ok(ClientMessage::Inputs { mut inputs, .. }) if inputs.len() == 1 => {
-                        inputs.remove(0)
-                    }
-                    _ => input.clone(),
-                }
-            }
+        if !self.binary_frames {
+            return input.clone();
+        }
+        // Through the protocol's own encoder and decoder: identical by construction.
+        let bytes = encode_client_inputs(std::slice::from_ref(input), None);
+        match decode_client_binary(&bytes).map(|frame| frame.message) {
+            Ok(ClientMessage::Inputs { mut inputs, .. }) if inputs.len() == 1 => inputs.remove(0),
+            _ => input.clone(),
         }
     }
 
     /// A state acknowledgement alone.
     pub fn ack(&self, tick: Tick) -> Frame {
-        match self.encoding {
-            Encoding::Binary => Frame::Binary(encode_client_ack(tick)),
-            Encoding::Json => self.text(names::SESSION_ACK_REQUEST, json!({ "tick": tick })),
+        if self.binary_frames {
+            Frame::Binary(encode_client_ack(tick))
+        } else {
+            self.text(names::SESSION_ACK_REQUEST, json!({ "tick": tick }))
         }
+    }
+
+    /// `session:webrtc_offer` with the offer's SDP text.
+    pub fn webrtc_offer(&self, sdp: &str) -> Frame {
+        self.text(names::SESSION_WEBRTC_OFFER, json!({ "sdp": sdp }))
+    }
+
+    /// `session:webrtc_candidate` (an empty `candidate` ends the client's candidates).
+    pub fn webrtc_candidate(&self, candidate: &str) -> Frame {
+        self.text(
+            names::SESSION_WEBRTC_CANDIDATE,
+            json!({ "candidate": candidate }),
+        )
     }
 
     /// Asks the server to restart the stream from a full state (the client lost its baselines).

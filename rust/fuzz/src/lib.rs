@@ -123,6 +123,7 @@ pub fn welcome_frame() -> &'static str {
             server_time: 1_000_000.0,
             resume: None,
             resumed: false,
+            webrtc: false,
         };
         nexus_protocol::server::welcome(CAMPAIGN, &welcome).to_json()
     })

@@ -56,6 +56,9 @@ pub struct GatewayConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of [`GatewayConfig::tls_cert`].
     pub tls_key: Option<PathBuf>,
+    /// WebRTC data channels for the state stream and inputs beside the WebSocket (PROTOCOL.md
+    /// section 11), on one UDP port of the bind address. Off (`None`) by default.
+    pub webrtc: Option<crate::webrtc::WebRtcConfig>,
 }
 
 /// Timeouts and queue sizes of a session.
@@ -122,6 +125,7 @@ impl GatewayConfig {
             echo_path: None,
             tls_cert: None,
             tls_key: None,
+            webrtc: None,
         }
     }
 

@@ -14,10 +14,11 @@ use crate::auth::AuthMode;
 use crate::campaign::{Campaign, RouterContext, spawn_router};
 use crate::config::{GatewayConfig, GatewayError};
 use crate::link::CampaignLink;
-use crate::metrics::MetricsSnapshot;
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::server;
 use crate::shared::Shared;
 use crate::tls;
+use crate::webrtc::WebRtcServer;
 
 /// Longest campaign id accepted.
 pub const MAX_CAMPAIGN_ID_LEN: usize = 64;
@@ -67,14 +68,29 @@ impl Gateway {
             bind(config.bind)?
         };
         let local_addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let metrics = Arc::new(Metrics::default());
+        let webrtc = match &config.webrtc {
+            None => None,
+            Some(webrtc) => {
+                let _entered = runtime.enter();
+                let (server, driver) = WebRtcServer::bind(
+                    webrtc.clone(),
+                    local_addr.ip(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                )?;
+                runtime.spawn(driver);
+                Some(server)
+            }
+        };
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         tracing::info!(
             url = %format!("{scheme}://{local_addr}{}", config.path),
             auth = %config.auth.describe(),
             "gateway listening"
         );
-        let shared = Arc::new(Shared::new(config, tls));
-        let shutdown = CancellationToken::new();
+        let shared = Arc::new(Shared::new(config, tls, metrics, webrtc));
         let (stop_routers, routers_stopped) = crossbeam_channel::bounded::<()>(0);
         let thread = {
             let shared = shared.clone();
@@ -129,6 +145,11 @@ impl GatewayHandle {
     /// The address actually bound (with the real port when the configured one was 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The UDP address of the WebRTC data channels, when configured.
+    pub fn webrtc_addr(&self) -> Option<SocketAddr> {
+        self.shared.webrtc.as_ref().map(|w| w.local_addr())
     }
 
     /// The WebSocket URL clients connect to, e.g. `ws://127.0.0.1:9090/ws` (`wss://` with TLS).

@@ -54,6 +54,7 @@ mod server;
 mod session;
 mod shared;
 mod tls;
+mod webrtc;
 mod wire;
 
 /// The HTTP framework the gateway serves with, for [`GatewayConfig::extra_routes`].
@@ -64,5 +65,8 @@ pub use config::{DEFAULT_BIND, DEFAULT_PATH, GatewayConfig, GatewayError, Sessio
 pub use gateway::{Gateway, GatewayHandle, MAX_CAMPAIGN_ID_LEN};
 pub use host::{CampaignHost, CampaignHostConfig, HostNotices, TickStats};
 pub use link::{CampaignLink, EventSender, HostEvent, Target};
-pub use metrics::{CampaignMetricsSnapshot, MetricsSnapshot, PersistenceHealth};
+pub use metrics::{
+    CampaignMetricsSnapshot, MetricsSnapshot, PersistenceHealth, WebRtcMetricsSnapshot,
+};
+pub use webrtc::WebRtcConfig;
 pub use wire::{ActionRequest, InterestSettings, ObjectUpdateRequest, codes};

@@ -56,6 +56,96 @@ pub(crate) struct Metrics {
     pub state_message_bytes: Histogram,
     /// Sizes of the other (reliable) messages sent: welcomes, events, errors, pongs.
     pub event_message_bytes: Histogram,
+    /// The WebRTC data channels (PROTOCOL.md section 11).
+    pub webrtc: WebRtcMetrics,
+}
+
+/// Figures of the WebRTC data channels.
+#[derive(Debug, Default)]
+pub(crate) struct WebRtcMetrics {
+    /// Sessions whose state stream is on a data channel now.
+    pub clients: AtomicU64,
+    pub offers: AtomicU64,
+    pub opened: AtomicU64,
+    pub states_sent: AtomicU64,
+    pub state_bytes_sent: AtomicU64,
+    pub input_frames: AtomicU64,
+    pub fallback_timeout: AtomicU64,
+    pub fallback_channel_closed: AtomicU64,
+    pub fallback_unresponsive: AtomicU64,
+    pub fallback_replaced: AtomicU64,
+    pub fallback_failed: AtomicU64,
+    pub dropped_unknown_peer: AtomicU64,
+    pub dropped_malformed: AtomicU64,
+    pub dropped_oversized: AtomicU64,
+    pub dropped_channel_message: AtomicU64,
+}
+
+/// A copy of [`WebRtcMetrics`].
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct WebRtcMetricsSnapshot {
+    /// Sessions whose state stream is on a data channel now.
+    pub clients: u64,
+    /// Offers answered.
+    pub offers: u64,
+    /// State channels that opened.
+    pub opened: u64,
+    /// State messages sent on data channels.
+    pub states_sent: u64,
+    /// Their bytes.
+    pub state_bytes_sent: u64,
+    /// Binary client frames received on `input` channels.
+    pub input_frames: u64,
+    /// Switches back to the WebSocket, by reason: `timeout`, `channel_closed`, `unresponsive`,
+    /// `replaced`, `failed`.
+    pub fallbacks: Vec<(String, u64)>,
+    /// Datagrams or channel messages dropped, by reason: `unknown_peer`, `malformed`,
+    /// `oversized`, `channel_message`.
+    pub dropped: Vec<(String, u64)>,
+}
+
+impl WebRtcMetrics {
+    pub fn fallback(&self, reason: &str) {
+        let counter = match reason {
+            "timeout" => &self.fallback_timeout,
+            "channel_closed" => &self.fallback_channel_closed,
+            "unresponsive" => &self.fallback_unresponsive,
+            "replaced" => &self.fallback_replaced,
+            _ => &self.fallback_failed,
+        };
+        Metrics::inc(counter);
+    }
+
+    fn snapshot(&self) -> WebRtcMetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        let named = |pairs: &[(&str, &AtomicU64)]| {
+            pairs
+                .iter()
+                .map(|(name, c)| ((*name).to_string(), get(c)))
+                .collect()
+        };
+        WebRtcMetricsSnapshot {
+            clients: get(&self.clients),
+            offers: get(&self.offers),
+            opened: get(&self.opened),
+            states_sent: get(&self.states_sent),
+            state_bytes_sent: get(&self.state_bytes_sent),
+            input_frames: get(&self.input_frames),
+            fallbacks: named(&[
+                ("timeout", &self.fallback_timeout),
+                ("channel_closed", &self.fallback_channel_closed),
+                ("unresponsive", &self.fallback_unresponsive),
+                ("replaced", &self.fallback_replaced),
+                ("failed", &self.fallback_failed),
+            ]),
+            dropped: named(&[
+                ("unknown_peer", &self.dropped_unknown_peer),
+                ("malformed", &self.dropped_malformed),
+                ("oversized", &self.dropped_oversized),
+                ("channel_message", &self.dropped_channel_message),
+            ]),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -92,6 +182,7 @@ impl Default for Metrics {
             encode_duration: Histogram::new(&ENCODE_BOUNDS_NANOS, 1e9),
             state_message_bytes: Histogram::new(&MESSAGE_BOUNDS_BYTES, 1.0),
             event_message_bytes: Histogram::new(&MESSAGE_BOUNDS_BYTES, 1.0),
+            webrtc: WebRtcMetrics::default(),
         }
     }
 }
@@ -437,6 +528,8 @@ pub struct MetricsSnapshot {
     pub state_message_bytes: HistogramSnapshot,
     /// Sizes of the other messages sent (welcomes, events, errors, pongs), bytes.
     pub event_message_bytes: HistogramSnapshot,
+    /// The WebRTC data channels.
+    pub webrtc: WebRtcMetricsSnapshot,
     /// Per campaign, sorted by id.
     pub campaigns: Vec<CampaignMetricsSnapshot>,
 }
@@ -516,6 +609,7 @@ impl Metrics {
             state_encode_duration_seconds: self.encode_duration.snapshot(),
             state_message_bytes: self.state_message_bytes.snapshot(),
             event_message_bytes: self.event_message_bytes.snapshot(),
+            webrtc: self.webrtc.snapshot(),
             campaigns,
         }
     }
@@ -739,6 +833,70 @@ impl Collector for SnapshotCollector {
             ("frame_too_large", m.disconnects_oversized),
         ] {
             ConstCounter::new(value).encode(family.encode_family(&[("reason", reason)])?)?;
+        }
+
+        let mut family = e.encode_descriptor(
+            "nexus_gateway_clients_by_transport",
+            "Joined clients by the transport of their state stream.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let clients: u64 = m.campaigns.iter().map(|c| c.clients).sum();
+        let webrtc_clients = m.webrtc.clients.min(clients);
+        for (transport, value) in [
+            ("websocket", clients - webrtc_clients),
+            ("webrtc", webrtc_clients),
+        ] {
+            ConstGauge::new(value as i64)
+                .encode(family.encode_family(&[("transport", transport)])?)?;
+        }
+        counter(
+            e,
+            "nexus_gateway_webrtc_offers",
+            "WebRTC offers answered.",
+            m.webrtc.offers,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_webrtc_opened",
+            "WebRTC state channels that opened.",
+            m.webrtc.opened,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_webrtc_states_sent",
+            "State messages sent on WebRTC data channels.",
+            m.webrtc.states_sent,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_webrtc_state_bytes_sent",
+            "Bytes of state messages sent on WebRTC data channels.",
+            m.webrtc.state_bytes_sent,
+        )?;
+        counter(
+            e,
+            "nexus_gateway_webrtc_input_frames",
+            "Binary client frames received on WebRTC input channels.",
+            m.webrtc.input_frames,
+        )?;
+        for (name, help, pairs) in [
+            (
+                "nexus_gateway_webrtc_fallbacks",
+                "State streams moved back from a data channel to the WebSocket, by reason.",
+                &m.webrtc.fallbacks,
+            ),
+            (
+                "nexus_gateway_webrtc_dropped",
+                "UDP datagrams and data channel messages dropped, by reason.",
+                &m.webrtc.dropped,
+            ),
+        ] {
+            let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (reason, value) in pairs {
+                ConstCounter::new(*value)
+                    .encode(family.encode_family(&[("reason", reason.as_str())])?)?;
+            }
         }
 
         type Field = fn(&CampaignMetricsSnapshot) -> f64;

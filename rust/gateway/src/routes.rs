@@ -36,6 +36,8 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 #[derive(Clone)]
 pub(crate) struct Connection {
     pub peer: SocketAddr,
+    /// The server's address the client reached (the candidate of its WebRTC peer).
+    pub local: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     /// Upgraded sessions run in tasks axum spawns: a token of this tracker keeps shutdown waiting
     /// for them.
@@ -265,9 +267,11 @@ async fn upgraded(
                 shutdown,
                 tracker,
                 socket: _socket,
+                local,
                 ..
             } = connection;
-            session::run(ws, encoding, shared, shutdown, tracker, slot).await;
+            let reached = local.map(|a| a.ip());
+            session::run(ws, encoding, shared, shutdown, tracker, slot, reached).await;
         }
         Err(why) => refuse(ws, &shared, why).await,
     }

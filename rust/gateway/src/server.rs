@@ -55,6 +55,7 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Ca
                 };
                 let connection = Connection {
                     peer,
+                    local: stream.local_addr().ok(),
                     shutdown: shutdown.clone(),
                     tracker: tracker.clone(),
                     socket: Arc::new(slot),

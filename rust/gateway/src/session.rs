@@ -32,6 +32,7 @@ use crate::metrics::{CampaignMetrics, Metrics};
 use crate::outbox::{CloseRequest, JoinPhase, Outbox, Reliable, ReliablePush};
 use crate::ratelimit::TokenBucket;
 use crate::shared::{ConnectionSlot, Shared, supervised};
+use crate::webrtc::SessionRtc;
 use crate::wire::{
     self, ClientFrame, ClientMessage, ClientStateEncoder, Encoding, MemberInfo, codes,
 };
@@ -46,10 +47,24 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
     tracker: TaskTracker,
     slot: ConnectionSlot,
+    reached: Option<std::net::IpAddr>,
 ) {
     let (sink, stream) = ws.split();
     let outbox = Arc::new(Outbox::new(shared.config.session.reliable_queue_capacity));
+    let (rtc, rtc_inputs) = match &shared.webrtc {
+        Some(server) => {
+            let (rtc, inputs) = server.session(outbox.clone());
+            (Some(rtc), Some(inputs))
+        }
+        None => (None, None),
+    };
     let writer = Writer {
+        rtc: rtc.as_ref().map(|rtc| WriterRtc {
+            session: rtc.clone(),
+            acked_any: false,
+            highest_ack: None,
+            unacknowledged_since: None,
+        }),
         sink,
         outbox: outbox.clone(),
         shared: shared.clone(),
@@ -84,8 +99,14 @@ pub(crate) async fn run(
         encoding,
         joined: None,
         closed_by_client: false,
+        rtc,
+        reached,
+        inputs_seen: SeqWindow::default(),
     };
-    session.read(stream).await;
+    session.read(stream, rtc_inputs).await;
+    if let Some(rtc) = &session.rtc {
+        rtc.close();
+    }
     session.leave("disconnected");
     // Make sure the writer stops even if nobody asked for a close (the client vanished).
     outbox.request_close(CloseRequest {
@@ -116,10 +137,61 @@ struct Session {
     last_rate_error: Option<Instant>,
     /// The client sent a close frame: it left on purpose, so its session is not kept to resume.
     closed_by_client: bool,
+    /// The session's WebRTC side, when the gateway has WebRTC.
+    rtc: Option<Arc<SessionRtc>>,
+    /// The server address the client's socket reached: its WebRTC candidate.
+    reached: Option<std::net::IpAddr>,
+    /// Input sequence numbers already forwarded: inputs sent again (redundancy on the unreliable
+    /// channel, or on both transports) are skipped before they count against the rate limit.
+    inputs_seen: SeqWindow,
+}
+
+/// The input sequence numbers forwarded lately: the newest and a bitmap of the 64 before it.
+#[derive(Default)]
+struct SeqWindow {
+    newest: Option<u32>,
+    /// Bit i: `newest - 1 - i` was seen.
+    before: u64,
+}
+
+impl SeqWindow {
+    /// Records `seq`; false if it was seen already (or is too old to tell, which the simulation
+    /// would skip as stale anyway).
+    fn insert(&mut self, seq: u32) -> bool {
+        let Some(newest) = self.newest else {
+            self.newest = Some(seq);
+            return true;
+        };
+        if seq > newest {
+            let shift = seq - newest;
+            self.before = if shift >= 64 {
+                0
+            } else {
+                (self.before << shift) | (1 << (shift - 1))
+            };
+            self.newest = Some(seq);
+            return true;
+        }
+        if seq == newest {
+            return false;
+        }
+        let back = newest - seq - 1;
+        if back >= 64 {
+            return false;
+        }
+        let bit = 1u64 << back;
+        let fresh = self.before & bit == 0;
+        self.before |= bit;
+        fresh
+    }
 }
 
 impl Session {
-    async fn read(&mut self, mut stream: SplitStream<Socket>) {
+    async fn read(
+        &mut self,
+        mut stream: SplitStream<Socket>,
+        mut rtc_inputs: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    ) {
         let shared = self.shared.clone();
         let config = &shared.config;
         let idle_timeout = config.idle_timeout();
@@ -195,6 +267,16 @@ impl Session {
                             format!("nothing received for {idle_timeout:?} (answer pings)"),
                             true,
                         );
+                    }
+                }
+                frame = async { rtc_inputs.as_mut()?.recv().await }, if rtc_inputs.is_some() && drain_until.is_none() => {
+                    match frame {
+                        Some(frame) => {
+                            let now = Instant::now();
+                            last_activity = now;
+                            self.on_channel_frame(&frame, now);
+                        }
+                        None => rtc_inputs = None,
                     }
                 }
                 // Wakes the loop up when the router closes us; the check above does the rest.
@@ -286,6 +368,30 @@ impl Session {
         }
     }
 
+    /// A binary client frame from the WebRTC `input` channel: like a binary WebSocket frame,
+    /// except that what the channel may not carry is dropped and counted, never answered.
+    fn on_channel_frame(&mut self, frame: &[u8], now: Instant) {
+        let limits = &self.shared.config.limits;
+        let webrtc = &self.shared.metrics.webrtc;
+        if frame.len() > limits.max_frame_bytes {
+            Metrics::inc(&webrtc.dropped_oversized);
+            return;
+        }
+        if self.outbox.phase() != JoinPhase::Welcomed {
+            Metrics::inc(&webrtc.dropped_channel_message);
+            return;
+        }
+        match wire::decode_binary(frame, limits) {
+            Ok(frame) => {
+                if !self.messages.try_take(1.0, now.into_std()) {
+                    return self.rate_limited(now, 1, "messages");
+                }
+                self.dispatch(frame, now);
+            }
+            Err(_) => Metrics::inc(&webrtc.dropped_malformed),
+        }
+    }
+
     fn rate_limited(&mut self, now: Instant, refused: usize, what: &str) {
         self.count_rejected(refused);
         if !self.strikes.try_take(1.0, now.into_std()) {
@@ -333,6 +439,10 @@ impl Session {
                 let text = wire::pong_text(self.campaign_id(), nonce, client_time, tick);
                 return self.push(Reliable::Text(Utf8Bytes::from(text)));
             }
+            ClientMessage::WebRtcOffer { sdp } => return self.webrtc_offer(&sdp),
+            ClientMessage::WebRtcCandidate { candidate } => {
+                return self.webrtc_candidate(&candidate);
+            }
             message => message,
         };
         let Some(joined) = &self.joined else {
@@ -374,10 +484,11 @@ impl Session {
                 }
                 return;
             }
-            ClientMessage::Inputs { inputs, ack } => {
+            ClientMessage::Inputs { mut inputs, ack } => {
                 if let Some(tick) = ack {
                     self.outbox.acknowledge_tick(tick);
                 }
+                inputs.retain(|input| self.inputs_seen.insert(input.seq));
                 if inputs.is_empty() {
                     return;
                 }
@@ -411,9 +522,60 @@ impl Session {
             },
             ClientMessage::Action(request) => HostEvent::Action { client_id, request },
             // Handled above; listed so a new message kind is a compile error here, not a silence.
-            ClientMessage::Join(_) | ClientMessage::Ping { .. } => return,
+            ClientMessage::Join(_)
+            | ClientMessage::Ping { .. }
+            | ClientMessage::WebRtcOffer { .. }
+            | ClientMessage::WebRtcCandidate { .. } => return,
         };
         self.forward(event);
+    }
+
+    /// The WebRTC session for a signalling request, or why there is none (an error sent).
+    fn webrtc_session(&self, what: &str) -> Option<(Arc<SessionRtc>, Arc<str>)> {
+        let Some(rtc) = self.rtc.clone() else {
+            self.send_error(
+                codes::WEBRTC_UNAVAILABLE,
+                "this server has no WebRTC: state and inputs stay on the WebSocket",
+            );
+            return None;
+        };
+        match &self.joined {
+            Some(joined) if self.outbox.phase() == JoinPhase::Welcomed => {
+                Some((rtc, joined.campaign.id.clone()))
+            }
+            _ => {
+                self.send_error(
+                    codes::NOT_JOINED,
+                    &format!("{what} before the welcome (offer once joined)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn webrtc_offer(&mut self, sdp: &str) {
+        let Some((rtc, campaign_id)) = self.webrtc_session("a WebRTC offer") else {
+            return;
+        };
+        let reached = self
+            .reached
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        match rtc.offer(&campaign_id, sdp, reached) {
+            Ok(answer) => {
+                let text = wire::webrtc_answer_text(&campaign_id, &answer);
+                self.push(Reliable::Text(Utf8Bytes::from(text)));
+            }
+            Err((code, message)) => self.send_error(code, &message),
+        }
+    }
+
+    fn webrtc_candidate(&mut self, candidate: &str) {
+        let Some((rtc, _)) = self.webrtc_session("a WebRTC candidate") else {
+            return;
+        };
+        if let Err(why) = rtc.candidate(candidate) {
+            self.send_error(codes::INVALID_PAYLOAD, &format!("payload.candidate: {why}"));
+        }
     }
 
     fn forward(&mut self, event: HostEvent) {
@@ -488,6 +650,7 @@ impl Session {
             encoding: self.encoding,
             user_id: claims.user_id.clone(),
             resume_token: (!resume_grace.is_zero()).then(new_resume_token),
+            webrtc: self.rtc.is_some(),
         };
         if let Some(token) = &request.resume_token
             && !resume_grace.is_zero()
@@ -671,6 +834,58 @@ struct Writer {
     /// everything ready at once (one system call, and one read for the client, for the events
     /// and the state of one tick), and flushes before it waits.
     unflushed: bool,
+    /// The WebRTC data channel states may go on, when the gateway has WebRTC.
+    rtc: Option<WriterRtc>,
+}
+
+/// What the writer tracks to tell a dead data channel from a quiet client.
+struct WriterRtc {
+    session: Arc<SessionRtc>,
+    /// The client has acknowledged some state: from then on, silence means a lost channel.
+    acked_any: bool,
+    highest_ack: Option<nexus_sim::state::Tick>,
+    /// When the first state sent on the channel since the last new ack went out.
+    unacknowledged_since: Option<Instant>,
+}
+
+impl WriterRtc {
+    fn on_acks(&mut self, acks: &[nexus_sim::state::Tick]) {
+        if let Some(&newest) = acks.iter().max()
+            && self.highest_ack.is_none_or(|h| newest > h)
+        {
+            self.highest_ack = Some(newest);
+            self.acked_any = true;
+            self.unacknowledged_since = None;
+        }
+    }
+
+    /// Sends `message` on the data channel if it is open and alive; gives it back otherwise.
+    fn try_send(&mut self, message: Message) -> Option<Message> {
+        let Some(peer) = self.session.open_peer() else {
+            self.unacknowledged_since = None;
+            return Some(message);
+        };
+        let now = Instant::now();
+        if self.acked_any
+            && self.unacknowledged_since.is_some_and(|since| {
+                now.duration_since(since) > crate::webrtc::UNACKNOWLEDGED_LIMIT
+            })
+        {
+            self.unacknowledged_since = None;
+            self.session.abandon(peer, "unresponsive");
+            return Some(message);
+        }
+        let (binary, data) = match &message {
+            Message::Binary(bytes) => (true, bytes.clone()),
+            Message::Text(text) => (false, Bytes::copy_from_slice(text.as_bytes())),
+            _ => return Some(message),
+        };
+        if !self.session.send_state(peer, binary, data) {
+            return Some(message);
+        }
+        self.unacknowledged_since.get_or_insert(now);
+        None
+    }
 }
 
 /// A send did not happen: the socket failed, or the client was declared too slow meanwhile.
@@ -703,7 +918,13 @@ impl Writer {
                 .or_else(|| self.outbox.take_held_back(std::time::Instant::now()));
             if let Some(item) = item {
                 if let Some(message) = self.encode_state(&item) {
-                    self.send_counted(message, true).await;
+                    let message = match &mut self.rtc {
+                        Some(rtc) => rtc.try_send(message),
+                        None => Some(message),
+                    };
+                    if let Some(message) = message {
+                        self.send_counted(message, true).await;
+                    }
                 }
                 continue;
             }
@@ -769,12 +990,12 @@ impl Writer {
             self.outbox.take_recent_acks();
         }
         let started = std::time::Instant::now();
-        let (message, encoded_here) = encoder.encode(
-            &item.snapshot,
-            &self.outbox.take_recent_acks(),
-            self.avatar,
-            item.input_ack,
-        )?;
+        let acks = self.outbox.take_recent_acks();
+        if let Some(rtc) = &mut self.rtc {
+            rtc.on_acks(&acks);
+        }
+        let (message, encoded_here) =
+            encoder.encode(&item.snapshot, &acks, self.avatar, item.input_ack)?;
         let metrics = &self.shared.metrics;
         Metrics::inc(&metrics.states_encoded);
         if encoded_here {

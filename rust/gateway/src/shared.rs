@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     /// Sockets open in any state (head, refusal, session); bounded by limits + refusal budget.
     sockets: AtomicUsize,
     next_client_id: AtomicU32,
+    /// The WebRTC data channels, when configured.
+    pub webrtc: Option<Arc<crate::webrtc::WebRtcServer>>,
 }
 
 #[derive(Default)]
@@ -34,11 +36,17 @@ struct ConnectionCounts {
 }
 
 impl Shared {
-    pub fn new(config: GatewayConfig, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+    pub fn new(
+        config: GatewayConfig,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        metrics: Arc<Metrics>,
+        webrtc: Option<Arc<crate::webrtc::WebRtcServer>>,
+    ) -> Self {
         Shared {
             config: Arc::new(config),
             tls,
-            metrics: Arc::default(),
+            webrtc,
+            metrics,
             campaigns: Arc::default(),
             connections: Mutex::default(),
             sockets: AtomicUsize::new(0),

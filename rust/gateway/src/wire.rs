@@ -260,6 +260,14 @@ pub(crate) fn pong_text(
     events::pong(campaign_id, nonce, client_time, unix_now_f64(), tick).to_json()
 }
 
+pub(crate) fn webrtc_answer_text(campaign_id: &str, sdp: &str) -> String {
+    events::webrtc_answer(campaign_id, sdp).to_json()
+}
+
+pub(crate) fn webrtc_state_text(campaign_id: &str, open: bool, reason: Option<&str>) -> String {
+    events::webrtc_state(campaign_id, open, reason).to_json()
+}
+
 /// The wire event of a world event, encoded once for all clients.
 pub(crate) fn world_event_text(event: &WorldEvent, campaign_id: &str) -> Option<String> {
     Some(events::world_event(campaign_id, event).to_json())
@@ -276,6 +284,8 @@ pub(crate) struct MemberInfo {
     pub user_id: String,
     /// Offered in the welcome when the gateway keeps lost sessions (`resume_grace` > 0).
     pub resume_token: Option<Arc<str>>,
+    /// The gateway takes WebRTC offers (said in the welcome).
+    pub webrtc: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -311,6 +321,7 @@ pub(crate) fn welcome_text(
                 grace_secs: resume_grace_secs,
             }),
         resumed,
+        webrtc: member.webrtc,
     };
     events::welcome_with_state_json(campaign_id, &welcome, world_state_json)
 }

@@ -20,7 +20,8 @@ use crate::failure;
 /// `development_mode` any non-empty token is accepted as the player's name. With neither the
 /// gateway refuses to start. On the command line (after `--`) `--port=N`, `--bind=ADDR`,
 /// `--secret-file=FILE`, `--previous-secret-file=FILE`, `--dev`, `--tls-cert=FILE`, `--tls-key=FILE`, `--max-connections=N`,
-/// `--max-connections-per-address=N`, `--idle-timeout=SECONDS`, `--io-niceness=N` and `--web-root=DIR` override the
+/// `--max-connections-per-address=N`, `--idle-timeout=SECONDS`, `--io-niceness=N`, `--web-root=DIR`,
+/// `--webrtc-port=N` (or `off`) and `--public-ip=ADDR` override the
 /// properties when
 /// `allow_command_line` is on, as
 /// do the `NEXUS_SECRET` and `NEXUS_PREVIOUS_SECRET` environment variables.
@@ -84,6 +85,19 @@ pub struct NexusGateway {
     #[export(range = (1.0, 3600.0, 1.0, or_greater))]
     #[init(val = 30)]
     idle_timeout_seconds: i32,
+    /// Serve WebRTC data channels (the state stream and inputs over UDP, beside the WebSocket;
+    /// PROTOCOL.md section 11). Clients that never offer one are not affected.
+    #[export]
+    #[init(val = true)]
+    webrtc_enabled: bool,
+    /// UDP port of the WebRTC data channels; 0 uses the WebSocket's port number (9090/udp by
+    /// default; a free port when `port` is 0 too).
+    #[export(range = (0.0, 65535.0, 1.0))]
+    webrtc_port: i32,
+    /// The address clients reach this server on when it is behind a 1:1 NAT (the WebRTC
+    /// candidate); empty uses the address each client's WebSocket connected to.
+    #[export]
+    public_ip: GString,
     /// Niceness added to the gateway's network threads (Linux): when the machine is short of
     /// CPU the simulation's tick gets it first, and the gateway sends fewer states instead.
     /// 0 runs them at the game's own priority.
@@ -105,8 +119,8 @@ pub struct NexusGateway {
     #[init(val = true)]
     quit_on_failure: bool,
     /// Let `--port=`, `--bind=`, `--secret-file=`, `--previous-secret-file=`, `--dev`, `--tls-cert=`, `--tls-key=`,
-    /// `--max-connections=`, `--max-connections-per-address=`, `--idle-timeout=`, `--io-niceness=`, `--web-root=`
-    /// after `--` override the properties.
+    /// `--max-connections=`, `--max-connections-per-address=`, `--idle-timeout=`, `--io-niceness=`, `--web-root=`,
+    /// `--webrtc-port=`, `--public-ip=` after `--` override the properties.
     #[export]
     #[init(val = true)]
     allow_command_line: bool,
@@ -205,6 +219,9 @@ impl NexusGateway {
                         "signed-token"
                     }
                 );
+                if let Some(udp) = handle.webrtc_addr() {
+                    godot_print!("NexusGateway: WebRTC data channels on udp://{udp}");
+                }
                 if has_web_client {
                     godot_print!("NexusGateway: web client at {http}://{addr}/");
                 }
@@ -248,6 +265,15 @@ impl NexusGateway {
         self.handle
             .as_ref()
             .map_or(-1, |h| i64::from(h.local_addr().port()))
+    }
+
+    /// The UDP port of the WebRTC data channels, or -1 when stopped or without WebRTC.
+    #[func]
+    pub fn get_bound_webrtc_port(&self) -> i64 {
+        self.handle
+            .as_ref()
+            .and_then(|h| h.webrtc_addr())
+            .map_or(-1, |a| i64::from(a.port()))
     }
 
     /// The WebSocket URL clients connect to, or "" when stopped.
@@ -340,6 +366,9 @@ impl NexusGateway {
         let mut tls_cert = self.tls_certificate_file.to_string();
         let mut tls_key = self.tls_key_file.to_string();
         let mut web_root = self.web_root.to_string();
+        let mut webrtc = self.webrtc_enabled;
+        let mut webrtc_port = self.webrtc_port;
+        let mut public_ip = self.public_ip.to_string();
         let count = |flag: &str, value: &str| -> Result<i32, String> {
             value
                 .parse::<i32>()
@@ -367,6 +396,15 @@ impl NexusGateway {
                     tls_key = value.to_string();
                 } else if let Some(value) = arg.strip_prefix("--web-root=") {
                     web_root = value.to_string();
+                } else if arg == "--webrtc-port=off" {
+                    webrtc = false;
+                } else if let Some(value) = arg.strip_prefix("--webrtc-port=") {
+                    webrtc = true;
+                    webrtc_port = value.parse().map_err(|_| {
+                        format!("--webrtc-port={value} is not a UDP port number (or `off`)")
+                    })?;
+                } else if let Some(value) = arg.strip_prefix("--public-ip=") {
+                    public_ip = value.to_string();
                 } else if arg == "--dev" {
                     development = true;
                 } else if let Some(value) = arg.strip_prefix("--max-connections=") {
@@ -447,6 +485,26 @@ impl NexusGateway {
         config.path = self.endpoint_path.to_string();
         config.tls_cert = (!tls_cert.is_empty()).then(|| tls_cert.into());
         config.tls_key = (!tls_key.is_empty()).then(|| tls_key.into());
+        if webrtc {
+            let udp_port = match webrtc_port {
+                0 => port,
+                n => {
+                    u16::try_from(n).map_err(|_| format!("webrtc_port {n} is outside 0..=65535"))?
+                }
+            };
+            let public_ip = match public_ip.trim() {
+                "" => None,
+                text => Some(
+                    text.parse::<IpAddr>()
+                        .map_err(|_| format!("public_ip {text:?} is not an IP address"))?,
+                ),
+            };
+            config.webrtc = Some(nexus_gateway::WebRtcConfig {
+                port: udp_port,
+                public_ip,
+                ..Default::default()
+            });
+        }
         config.web_root = (!web_root.is_empty()).then(|| {
             ProjectSettings::singleton()
                 .globalize_path(&web_root)

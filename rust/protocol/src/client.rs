@@ -59,6 +59,16 @@ pub enum ClientMessage {
         /// The client lost its baselines: forget them and send a full state next.
         resync: bool,
     },
+    /// `session:webrtc_offer:v1:requested`: the SDP offer of a WebRTC peer connection.
+    WebRtcOffer {
+        /// The offer's SDP text.
+        sdp: String,
+    },
+    /// `session:webrtc_candidate:v1:requested`: one ICE candidate (empty: end of candidates).
+    WebRtcCandidate {
+        /// The `candidate:…` attribute.
+        candidate: String,
+    },
     /// `session:ping:v1:requested`.
     Ping {
         /// Echoed in the pong.
@@ -84,6 +94,10 @@ pub struct JoinRequest {
 
 /// Longest resume token accepted (the server's are 32 characters).
 pub const MAX_RESUME_TOKEN_BYTES: usize = 128;
+/// Longest SDP offer accepted (`session:webrtc_offer`); browsers' offers are 1-3 KB.
+pub const MAX_WEBRTC_SDP_BYTES: usize = 16 * 1024;
+/// Longest ICE candidate accepted (`session:webrtc_candidate`).
+pub const MAX_WEBRTC_CANDIDATE_BYTES: usize = 1024;
 
 /// A named gameplay action for the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -268,6 +282,16 @@ fn decode_payload(
             }
             ClientMessage::Ack { tick, resync }
         }
+        names::SESSION_WEBRTC_OFFER => {
+            let sdp = p.string("sdp", MAX_WEBRTC_SDP_BYTES)?;
+            if sdp.is_empty() {
+                return Err(ProtocolError::invalid("payload.sdp", "must not be empty"));
+            }
+            ClientMessage::WebRtcOffer { sdp }
+        }
+        names::SESSION_WEBRTC_CANDIDATE => ClientMessage::WebRtcCandidate {
+            candidate: p.string("candidate", MAX_WEBRTC_CANDIDATE_BYTES)?,
+        },
         names::SESSION_PING => ClientMessage::Ping {
             nonce: p.opt_u64("nonce")?,
             client_time: p.opt_f64("client_time")?,

@@ -62,6 +62,8 @@ pub mod codes {
     pub const PROTOCOL_VIOLATION: &str = "protocol_violation";
     /// The session was resumed on another connection (the close reason of the one it left).
     pub const SESSION_RESUMED: &str = "session_resumed";
+    /// A WebRTC offer to a server that has no WebRTC (PROTOCOL.md section 11).
+    pub const WEBRTC_UNAVAILABLE: &str = "webrtc_unavailable";
 
     /// All codes, for documentation and tests.
     pub const ALL: &[&str] = &[
@@ -90,6 +92,7 @@ pub mod codes {
         SERVER_BUSY,
         PROTOCOL_VIOLATION,
         SESSION_RESUMED,
+        WEBRTC_UNAVAILABLE,
     ];
 }
 

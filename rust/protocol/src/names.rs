@@ -71,6 +71,14 @@ pub const SESSION_ACK: &str = "session:ack:v1:stream";
 pub const SESSION_PING: &str = "session:ping:v1:requested";
 /// Server → client answer to a ping.
 pub const SESSION_PONG: &str = "session:pong:v1:stream";
+/// WebRTC signalling (PROTOCOL.md section 11): the client's SDP offer.
+pub const SESSION_WEBRTC_OFFER: &str = "session:webrtc_offer:v1:requested";
+/// WebRTC signalling: the server's SDP answer.
+pub const SESSION_WEBRTC_ANSWER: &str = "session:webrtc_answer:v1:stream";
+/// WebRTC signalling: one ICE candidate of the client (optional: trickle).
+pub const SESSION_WEBRTC_CANDIDATE: &str = "session:webrtc_candidate:v1:requested";
+/// WebRTC: the state stream moved onto the data channel (`open`) or back to the WebSocket.
+pub const SESSION_WEBRTC_STATE: &str = "session:webrtc_state:v1:stream";
 
 // --- system (ours) ---
 /// An error with a stable code and a human message.
@@ -96,6 +104,8 @@ pub const CLIENT_TYPES: &[&str] = &[
     SESSION_LEAVE,
     SESSION_ACK_REQUEST,
     SESSION_PING,
+    SESSION_WEBRTC_OFFER,
+    SESSION_WEBRTC_CANDIDATE,
 ];
 
 /// Every type the server may send (kind `stream`).
@@ -113,6 +123,8 @@ pub const SERVER_TYPES: &[&str] = &[
     SESSION_WELCOME,
     SESSION_ACK,
     SESSION_PONG,
+    SESSION_WEBRTC_ANSWER,
+    SESSION_WEBRTC_STATE,
     SYSTEM_ERROR,
     SYSTEM_CUSTOM,
 ];

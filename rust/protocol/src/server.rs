@@ -50,6 +50,8 @@ pub struct Welcome<'a> {
     pub resume: Option<ResumeOffer<'a>>,
     /// True when this welcome resumes an earlier session (same client id and avatar).
     pub resumed: bool,
+    /// True when the server takes WebRTC offers (PROTOCOL.md section 11).
+    pub webrtc: bool,
 }
 
 /// The welcome's offer to resume the session after a lost connection.
@@ -103,6 +105,9 @@ fn welcome_shell(campaign_id: &str, welcome: &Welcome<'_>) -> Envelope {
     if let (Some(offer), Some(payload)) = (welcome.resume, shell.payload.as_object_mut()) {
         payload.insert("resume_token".into(), Value::String(offer.token.to_owned()));
         payload.insert("resume_grace_secs".into(), json!(offer.grace_secs));
+    }
+    if let (true, Some(payload)) = (welcome.webrtc, shell.payload.as_object_mut()) {
+        payload.insert("webrtc".into(), Value::Bool(true));
     }
     shell
 }
@@ -299,6 +304,25 @@ pub fn pong(
             "tick": tick,
         }),
     )
+}
+
+/// `session:webrtc_answer:v1:stream`: the SDP answer to a client's WebRTC offer.
+pub fn webrtc_answer(campaign_id: &str, sdp: &str) -> Envelope {
+    envelope(
+        campaign_id,
+        names::SESSION_WEBRTC_ANSWER,
+        json!({ "sdp": sdp }),
+    )
+}
+
+/// `session:webrtc_state:v1:stream`: states now come on the data channel (`open`), or are back
+/// on the WebSocket (`closed`, with the reason).
+pub fn webrtc_state(campaign_id: &str, open: bool, reason: Option<&str>) -> Envelope {
+    let mut payload = json!({ "state": if open { "open" } else { "closed" } });
+    if let (Some(reason), Some(map)) = (reason, payload.as_object_mut()) {
+        map.insert("reason".into(), Value::String(reason.to_owned()));
+    }
+    envelope(campaign_id, names::SESSION_WEBRTC_STATE, payload)
 }
 
 /// `system:custom:v1:stream`: a host-defined event `{name, data}`.

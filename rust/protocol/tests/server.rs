@@ -47,6 +47,7 @@ fn welcome_has_the_fixed_fields_and_a_full_world_state() {
         server_time: 1.5e9,
         resume: None,
         resumed: false,
+        webrtc: false,
     };
     let p = parsed(&server::welcome("c9", &welcome));
     assert_eq!(p["client_id"], 4);

@@ -8,6 +8,17 @@
 import { WasmSession } from "../wasm/nexus_wasm.js";
 import { loadWasm, type WasmSource } from "./wasm.js";
 import {
+  PeerLink,
+  WebRtcEvent,
+  binaryStateTick,
+  filterInputBatch,
+  parseInputBatch,
+  type RTCPeerConnectionClass,
+  type TransportFallback,
+  type TransportName,
+  type WebRtcPhase,
+} from "./webrtc.js";
+import {
   CloseCode,
   Subprotocol,
   type BodyKind,
@@ -78,6 +89,18 @@ export interface ConnectOptions {
   wasm?: WasmSource;
   /** `metadata.client_type` (default `web`). */
   clientType?: string;
+  /** `websocket` (default): everything on the WebSocket. `webrtc`: once welcomed by a server
+   * that offers it (`webrtc: true`), the state stream and the inputs move onto unordered,
+   * unreliable WebRTC data channels (PROTOCOL.md section 11), with the WebSocket as the
+   * signalling path and the fallback; where WebRTC cannot be used (no `RTCPeerConnection`, a
+   * server without it, a failed negotiation) the client stays on the WebSocket and says why in
+   * `stats().fallbacks` and the `transport` event. */
+  transport?: TransportName;
+  /** The `RTCPeerConnection` class (default: the global one; Node has none: pass a polyfill's). */
+  RTCPeerConnection?: RTCPeerConnectionClass;
+  /** How long the data channel may take to open after the offer before the client gives up on
+   * it, ms (default 10000; the server gives up 5 s after its answer). */
+  webrtcTimeoutMs?: number;
 }
 
 /** The own avatar as it should be drawn now. */
@@ -133,6 +156,25 @@ export interface ClientStats {
    * is well). A page whose event loop is blocked longer than a few server ticks (rendering,
    * garbage collection, a background tab) sends its inputs late: expect corrections then. */
   longestStallMs: number;
+  /** Where state messages come from now: `webrtc` while the server sends them on the data
+   * channel (the largest still come on the WebSocket). */
+  transport: TransportName;
+  /** Where inputs and acks go now. */
+  inputTransport: TransportName;
+  /** States applied, by the transport they came on. */
+  statesByTransport: Record<TransportName, number>;
+  /** Binary input batches and acks sent, by transport. */
+  inputMessagesByTransport: Record<TransportName, number>;
+  /** Binary states skipped unread: not newer than the newest applied (a late data-channel
+   * message, or one that lost the race against the WebSocket at a switch). */
+  staleStates: number;
+  /** The data channel's phase (`off` without `transport: "webrtc"`). */
+  webrtc: WebRtcPhase;
+  /** Offers sent (since connecting, over every reconnection). */
+  webrtcOffers: number;
+  /** Every time WebRTC could not be used or the client went back to the WebSocket, oldest first
+   * (the last 20). */
+  fallbacks: TransportFallback[];
 }
 
 /** Events of a {@link NexusClient} and their arguments. */
@@ -157,6 +199,8 @@ export interface ClientEvents {
   reconnecting: { attempt: number; delayMs: number; code: number; reason: string };
   /** The socket closed. `willReconnect` tells whether the client tries again. */
   close: { code: number; reason: string; willReconnect: boolean };
+  /** Where states come from or inputs go changed, or WebRTC was given up (`fallback`). */
+  transport: { state: TransportName; input: TransportName; webrtc: WebRtcPhase; fallback?: TransportFallback };
 }
 
 /** An error with a stable snake_case `code` (`malformed_message`, `join_rejected`,
@@ -210,6 +254,10 @@ const REMOTE_STRIDE = 9;
 const FINAL_SERVER_CODES = new Set(["invalid_token", "campaign_mismatch", "unknown_campaign", "forbidden"]);
 const TICK_INTERVAL_MS = 1000 / 120;
 const STALL_WINDOW_MS = 5000;
+/** Inputs in each message while the data channel may carry them (section 11: "the SDK sends up
+ * to 8"): the batch's new ones, and as many of the last unacknowledged ones as fit. */
+const INPUTS_PER_DATAGRAM = 8;
+const MAX_FALLBACKS_KEPT = 20;
 
 type Handler<T> = (value: T) => void;
 
@@ -237,14 +285,39 @@ export class NexusClient {
   private stalls: [number, number][] = [];
   private lastTickAt: number | null = null;
   private pending: { clientId: number; avatarId: number | null; resumed: boolean } | null = null;
+  // ── WebRTC (section 11) ──
+  private rtc: PeerLink | null = null;
+  private webrtcPhase: WebRtcPhase = "off";
+  /** The newest welcome said `webrtc: true`. */
+  private serverOffersWebRtc = false;
+  /** The session repeats unacknowledged inputs (for the data channel). */
+  private redundantInputs = false;
+  /** Seqs of inputs sent on the WebSocket already (repeating them there is useless). */
+  private sentOnSocket = new Set<number>();
+  private lastStateTick: number | null = null;
+  private statesByTransport: Record<TransportName, number> = { websocket: 0, webrtc: 0 };
+  private inputMessagesByTransport: Record<TransportName, number> = { websocket: 0, webrtc: 0 };
+  private staleStates = 0;
+  private webrtcOffers = 0;
+  private fallbacks: TransportFallback[] = [];
+  private announced: { state: TransportName; input: TransportName; webrtc: WebRtcPhase } = {
+    state: "websocket",
+    input: "websocket",
+    webrtc: "off",
+  };
 
-  private constructor(private readonly options: ConnectOptions) {}
+  private constructor(private readonly options: ConnectOptions) {
+    this.redundantInputs = options.transport === "webrtc" && (options.encoding ?? "binary") === "binary" && !!this.peerConnectionClass();
+  }
 
   /** Connects and joins; resolves when welcomed, rejects with a {@link NexusError} (a
    * {@link JoinRejectedError} when the server refuses). */
   static async connect(options: ConnectOptions): Promise<NexusClient> {
     if (!options.url || !options.campaign) {
       throw new NexusError("invalid_config", "url and campaign are required");
+    }
+    if (options.transport !== undefined && options.transport !== "websocket" && options.transport !== "webrtc") {
+      throw new NexusError("invalid_config", `transport ${JSON.stringify(options.transport)} is neither "websocket" nor "webrtc"`);
     }
     await loadWasm(options.wasm);
     const client = new NexusClient(options);
@@ -366,7 +439,32 @@ export class NexusClient {
       reconnects: this.reconnectCount,
       serverTick: timing.server_tick ?? null,
       longestStallMs: this.stalls.reduce((longest, [, gap]) => Math.max(longest, gap), 0),
+      transport: this.transport,
+      inputTransport: this.inputTransport(),
+      statesByTransport: { ...this.statesByTransport },
+      inputMessagesByTransport: { ...this.inputMessagesByTransport },
+      staleStates: this.staleStates,
+      webrtc: this.webrtcPhase,
+      webrtcOffers: this.webrtcOffers,
+      fallbacks: this.fallbacks.map((fallback) => ({ ...fallback })),
     };
+  }
+
+  /** Where state messages come from now (see {@link ClientStats.transport}). */
+  get transport(): TransportName {
+    return this.rtc?.serverOpen ? "webrtc" : "websocket";
+  }
+
+  /** Offers WebRTC again after a fallback (with `transport: "webrtc"`, to a server that offers
+   * it); false when there is nothing to retry (not asked for, unavailable, not active, or a data
+   * channel already open or being negotiated). The server takes at most 8 offers per connection;
+   * a reconnection offers again by itself. */
+  retryWebRtc(): boolean {
+    if (this.options.transport !== "webrtc" || this.rtc || this.currentPhase !== "active" || this.webrtcPhase === "unavailable") {
+      return false;
+    }
+    this.startWebRtc();
+    return this.rtc !== null;
   }
 
   /** Leaves the campaign and closes for good (no reconnection). */
@@ -376,8 +474,10 @@ export class NexusClient {
     if (this.session && this.socket && this.socket.readyState === 1) {
       this.session.leave();
       this.flush();
+      this.dropWebRtc();
       this.socket.close(CloseCode.normal, "leave");
     } else {
+      this.dropWebRtc();
       this.socket?.close();
     }
     this.stopTicking();
@@ -432,6 +532,12 @@ export class NexusClient {
               send_interval_ticks: options.sendIntervalTicks ?? 2,
               predict: options.predict ?? true,
               max_extrapolation: (options.maxExtrapolationMs ?? 0) / 1000,
+              // Repeated inputs only matter on the lossy data channel (the WebSocket copy of a
+              // batch drops those it carried already, see sendBinary).
+              redundant_inputs:
+                this.redundantInputs && this.encoding === "binary"
+                  ? Math.max(0, INPUTS_PER_DATAGRAM - (options.sendIntervalTicks ?? 2))
+                  : 0,
             }),
           );
         } catch (error) {
@@ -446,6 +552,9 @@ export class NexusClient {
           previous.free();
         }
         this.lastStatesApplied = 0;
+        this.lastStateTick = null;
+        this.serverOffersWebRtc = false;
+        this.sentOnSocket.clear();
         this.session.start(nowSeconds());
         this.setPhase("joining");
         this.flush();
@@ -454,12 +563,13 @@ export class NexusClient {
       socket.onmessage = ({ data }) => {
         this.delayed(() => {
           if (this.socket !== socket) return;
-          this.receive(data, (event) => {
+          this.receive(data, "websocket", (event) => {
             if (event.type === "welcomed") {
               this.attempt = 0;
               this.setPhase("active");
               this.startTicking();
               settle();
+              if (this.options.transport === "webrtc") this.startWebRtc();
             } else if (event.type === "server_error" && this.currentPhase === "joining") {
               // Before the welcome, an error answers the join: the join failed, whether or not
               // the server also closes (it does not for a malformed join payload).
@@ -481,6 +591,8 @@ export class NexusClient {
         this.delayed(() => {
           if (this.socket !== socket) return;
           this.stopTicking();
+          // The server forgets the peer with the connection; a new welcome offers again.
+          this.dropWebRtc();
           this.session?.on_closed(reason || `closed with code ${code}`);
           this.drainEvents();
           const serverCode = reason.split(":")[0];
@@ -541,18 +653,32 @@ export class NexusClient {
 
   // ── Frames ───────────────────────────────────────────────────────────
 
-  private receive(data: unknown, onEvent: (event: RawEvent) => void): void {
+  /** A frame from either transport: both are one stream into the same session. */
+  private receive(data: unknown, transport: TransportName, onEvent?: (event: RawEvent) => void): void {
     const session = this.session;
     if (!session) return;
     const now = nowSeconds();
     const before = this.lastStatesApplied;
     try {
-      if (typeof data === "string") session.receive_text(now, data);
-      else if (data instanceof ArrayBuffer) session.receive_binary(now, new Uint8Array(data));
-      else if (ArrayBuffer.isView(data)) {
-        session.receive_binary(now, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      if (typeof data === "string") {
+        if (transport === "websocket" && data.includes("webrtc") && this.signalling(data)) return;
+        session.receive_text(now, data);
       } else {
-        throw new Error(`a frame of an unknown type (${typeof data})`);
+        const bytes =
+          data instanceof ArrayBuffer
+            ? new Uint8Array(data)
+            : ArrayBuffer.isView(data)
+              ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+              : null;
+        if (!bytes) throw new Error(`a frame of an unknown type (${typeof data})`);
+        // Messages may come late or twice across the two transports: never decode a state
+        // that is not newer than the newest applied.
+        const tick = binaryStateTick(bytes);
+        if (tick !== null && this.lastStateTick !== null && tick <= this.lastStateTick) {
+          this.staleStates += 1;
+          return;
+        }
+        session.receive_binary(now, bytes);
       }
     } catch (error) {
       const message = messageOf(error);
@@ -560,8 +686,10 @@ export class NexusClient {
       this.emit("error", new NexusError(code, message.replace(/^[a-z_]+: /, "")));
     }
     const stats = JSON.parse(session.stats());
+    this.lastStateTick = stats.last_state_tick ?? null;
     if (stats.states_applied > before) {
       this.lastStatesApplied = stats.states_applied;
+      this.statesByTransport[transport] += stats.states_applied - before;
       this.stateTimes.push(performance.now());
       if (stats.reconciliations > 0) {
         this.predictionErrors.push(stats.prediction_error_last);
@@ -612,11 +740,181 @@ export class NexusClient {
     const session = this.session;
     const socket = this.socket;
     if (!session || !socket) return;
-    for (const frame of session.drain_outgoing()) {
+    const link = this.rtc;
+    for (const frame of session.drain_outgoing() as (string | Uint8Array)[]) {
       this.delayed(() => {
-        if (socket.readyState === 1) socket.send(frame as string | Uint8Array);
+        if (typeof frame === "string") {
+          if (socket.readyState === 1) socket.send(frame);
+        } else {
+          this.sendBinary(socket, link, frame);
+        }
       });
     }
+  }
+
+  /** A binary client frame (section 7): on the `input` channel while it is open, otherwise on
+   * the WebSocket — there without the repeated inputs it carried already (it is reliable), but
+   * with those the data channel may have lost. */
+  private sendBinary(socket: WebSocketLike, link: PeerLink | null, frame: Uint8Array): void {
+    if (link && link === this.rtc && link.inputOpen && link.sendInput(frame)) {
+      this.inputMessagesByTransport.webrtc += 1;
+      return;
+    }
+    if (socket.readyState !== 1) return;
+    let out = frame;
+    if (this.redundantInputs) {
+      const batch = parseInputBatch(frame);
+      if (batch) {
+        out = filterInputBatch(frame, batch, (seq) => !this.sentOnSocket.has(seq));
+        for (const { seq } of batch.inputs) this.sentOnSocket.add(seq);
+        // Seqs rise: the oldest come first in the set's order.
+        for (const seq of this.sentOnSocket) {
+          if (this.sentOnSocket.size <= 256) break;
+          this.sentOnSocket.delete(seq);
+        }
+      }
+    }
+    socket.send(out);
+    this.inputMessagesByTransport.websocket += 1;
+  }
+
+  // ── WebRTC ───────────────────────────────────────────────────────────
+
+  private peerConnectionClass(): RTCPeerConnectionClass | undefined {
+    return this.options.RTCPeerConnection ?? (globalThis as { RTCPeerConnection?: RTCPeerConnectionClass }).RTCPeerConnection;
+  }
+
+  private inputTransport(): TransportName {
+    return this.rtc?.inputOpen && this.encoding === "binary" ? "webrtc" : "websocket";
+  }
+
+  /** After a welcome (or on {@link NexusClient.retryWebRtc}): a peer connection and its offer. */
+  private startWebRtc(): void {
+    const PeerConnection = this.peerConnectionClass();
+    if (!PeerConnection) {
+      this.unavailable("unsupported", "no RTCPeerConnection in this environment (pass options.RTCPeerConnection): staying on the WebSocket");
+      return;
+    }
+    if (!this.serverOffersWebRtc) {
+      this.unavailable("not_offered", "the server's welcome does not offer WebRTC: staying on the WebSocket");
+      return;
+    }
+    this.dropWebRtc();
+    const socket = this.socket;
+    let link: PeerLink;
+    try {
+      link = new PeerLink(
+        PeerConnection,
+        {
+          signal: (type, payload) => {
+            if (this.rtc !== link || this.socket !== socket) return;
+            const text = JSON.stringify({ type, payload, metadata: { campaign_id: this.options.campaign, client_type: this.options.clientType ?? "web" } });
+            this.delayed(() => {
+              if (socket && socket.readyState === 1) socket.send(text);
+            });
+            if (type === WebRtcEvent.offer) this.webrtcOffers += 1;
+          },
+          state: (data) =>
+            this.delayed(() => {
+              if (this.rtc === link) this.receive(data, "webrtc");
+            }),
+          changed: () => {
+            if (this.rtc === link) this.announce();
+          },
+          failed: (reason, message) => {
+            if (this.rtc === link) this.fallBack(reason, message, "client");
+          },
+        },
+        this.options.webrtcTimeoutMs ?? 10_000,
+      );
+    } catch (error) {
+      this.fallBack("failed", `creating the peer connection: ${messageOf(error)}`, "client");
+      return;
+    }
+    this.rtc = link;
+    this.webrtcPhase = "negotiating";
+    this.announce();
+    void link.negotiate();
+  }
+
+  /** A signalling event on the WebSocket (true: handled here, not for the session). */
+  private signalling(text: string): boolean {
+    let envelope: { type?: unknown; payload?: Record<string, unknown> };
+    try {
+      envelope = JSON.parse(text);
+    } catch {
+      return false; // the session reports it
+    }
+    const payload = envelope.payload ?? {};
+    const link = this.rtc;
+    switch (envelope.type) {
+      case "session:welcome:v1:stream":
+        this.serverOffersWebRtc = payload.webrtc === true;
+        return false;
+      case WebRtcEvent.answer:
+        if (link && !link.answered && typeof payload.sdp === "string") void link.answer(payload.sdp);
+        return true;
+      case WebRtcEvent.state:
+        // Before its answer, the current link is not what the server speaks of: that was an
+        // earlier peer connection (closed already on this side).
+        if (!link || !link.answered) return true;
+        if (payload.state === "open") {
+          link.opened();
+          this.webrtcPhase = "open";
+          this.announce();
+        } else if (payload.state === "closed") {
+          const reason = typeof payload.reason === "string" ? payload.reason : "closed";
+          this.fallBack(reason, `the server moved the state stream back to the WebSocket (${reason})`, "server");
+        }
+        return true;
+      case "system:error:v1:stream": {
+        const code = String(payload.code ?? "");
+        const offerRefused = code === "webrtc_unavailable" || payload.request_type === WebRtcEvent.offer;
+        if (link && !link.serverOpen && offerRefused) {
+          this.fallBack(code, `the server refused the offer: ${String(payload.message ?? code)}`, "server");
+        }
+        return false; // a serverError event too
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** Back to the WebSocket for both directions; the next state comes there, a delta against a
+   * state acknowledged (whichever transport it came on), so nothing is lost. */
+  private fallBack(reason: string, message: string, by: TransportFallback["by"]): void {
+    this.rtc?.close();
+    this.rtc = null;
+    this.webrtcPhase = "closed";
+    this.announce(this.record({ reason, message, by, atMs: performance.now() }));
+  }
+
+  private unavailable(reason: string, message: string): void {
+    this.webrtcPhase = "unavailable";
+    this.announce(this.record({ reason, message, by: "client", atMs: performance.now() }));
+  }
+
+  /** Closes the peer connection without a fallback (leaving, or the WebSocket is gone). */
+  private dropWebRtc(): void {
+    if (!this.rtc) return;
+    this.rtc.close();
+    this.rtc = null;
+    if (this.webrtcPhase === "negotiating" || this.webrtcPhase === "open") this.webrtcPhase = "closed";
+    this.announce();
+  }
+
+  private record(fallback: TransportFallback): TransportFallback {
+    this.fallbacks.push(fallback);
+    if (this.fallbacks.length > MAX_FALLBACKS_KEPT) this.fallbacks.shift();
+    return fallback;
+  }
+
+  private announce(fallback?: TransportFallback): void {
+    const now = { state: this.transport, input: this.inputTransport(), webrtc: this.webrtcPhase };
+    const last = this.announced;
+    if (!fallback && now.state === last.state && now.input === last.input && now.webrtc === last.webrtc) return;
+    this.announced = now;
+    this.emit("transport", fallback ? { ...now, fallback } : now);
   }
 
   private startTicking(): void {

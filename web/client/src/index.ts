@@ -21,4 +21,5 @@ export {
   type WebSocketLike,
 } from "./client.js";
 export { loadWasm, type WasmSource } from "./wasm.js";
+export { type RTCPeerConnectionClass, type TransportFallback, type TransportName, type WebRtcPhase } from "./webrtc.js";
 export * from "./protocol.js";

@@ -202,3 +202,59 @@ test("after the server restarts the client reconnects by itself", async () => {
     client.close();
   }
 }, 60_000);
+
+test("transport webrtc in Node (no RTCPeerConnection) stays on the WebSocket and says why", async () => {
+  const client = await NexusClient.connect(options({ token: "no-rtc", transport: "webrtc" }));
+  try {
+    await until(() => client.stats().statesApplied > 5, 3000, "states");
+    const stats = client.stats();
+    expect(stats.transport).toBe("websocket");
+    expect(stats.inputTransport).toBe("websocket");
+    expect(stats.webrtc).toBe("unavailable");
+    expect(stats.fallbacks.map((fallback) => fallback.reason)).toEqual(["unsupported"]);
+    expect(stats.fallbacks[0].message).toMatch(/RTCPeerConnection/);
+    expect(stats.webrtcOffers).toBe(0);
+    expect(stats.statesByTransport).toEqual({ websocket: stats.statesApplied, webrtc: 0 });
+    expect(client.retryWebRtc()).toBe(false);
+  } finally {
+    client.close();
+  }
+}, 30_000);
+
+test("transport webrtc against a server that does not offer it: the WebSocket, inputs and all", async () => {
+  // Never constructed: the welcome has no `webrtc: true`.
+  class NoPeerConnection {
+    constructor() {
+      throw new Error("no offer may be made to this server");
+    }
+  }
+  const client = await NexusClient.connect(
+    options({ token: "rtc-unoffered", transport: "webrtc", RTCPeerConnection: NoPeerConnection as never }),
+  );
+  const observer = await Observer.join(server.url);
+  try {
+    expect(client.stats().fallbacks.map((fallback) => fallback.reason)).toEqual(["not_offered"]);
+    expect(client.stats().webrtc).toBe("unavailable");
+    // The session repeats inputs for the data channel; on the WebSocket they go once each, and
+    // the avatar walks as usual.
+    const avatarId = client.avatarId!;
+    await until(() => observer.positions.has(avatarId), 3000, "the observer to see the avatar");
+    const start = observer.positions.get(avatarId)!;
+    client.setControls({ forward: 1, look: [0, 0, 1] });
+    await sleep(1200);
+    client.setControls({ forward: 0 });
+    await sleep(600);
+    expect(distance(start, observer.positions.get(avatarId)!)).toBeGreaterThan(1.5);
+    expect(distance(client.avatar()!.predicted, observer.positions.get(avatarId)!)).toBeLessThan(0.05);
+    const stats = client.stats();
+    expect(stats.inputMessagesByTransport.websocket).toBeGreaterThan(20);
+    expect(stats.inputMessagesByTransport.webrtc).toBe(0);
+  } finally {
+    observer.close();
+    client.close();
+  }
+}, 30_000);
+
+test("an unknown transport is a clear error", async () => {
+  await expect(NexusClient.connect(options({ transport: "carrier-pigeon" as never }))).rejects.toMatchObject({ code: "invalid_config" });
+});

@@ -2,6 +2,7 @@
 // campaign, rust/client/examples/loopback-server.rs) on 127.0.0.1, an independent JSON observer,
 // and a proxy that can corrupt or hold back frames.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createSocket } from "node:dgram";
 import { createConnection, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket, { WebSocketServer } from "ws";
@@ -22,6 +23,18 @@ export async function freePort(): Promise<number> {
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
       server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** A UDP port nothing listens on now (for the server's WebRTC port). */
+export async function freeUdpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket("udp4");
+    socket.once("error", reject);
+    socket.bind(0, "127.0.0.1", () => {
+      const { port } = socket.address();
+      socket.close(() => resolve(port));
     });
   });
 }
@@ -52,10 +65,13 @@ export class LoopbackServer {
     return `ws://127.0.0.1:${this.port}/ws`;
   }
 
-  static async start(port?: number): Promise<LoopbackServer> {
+  /** `webrtcPort`: the server also takes WebRTC offers, on this UDP port (section 11). */
+  static async start(port?: number, options: { webrtcPort?: number } = {}): Promise<LoopbackServer> {
     const binary = cargoExample("nexus-client", "loopback-server");
     const chosen = port ?? (await freePort());
-    const child = spawn(binary, ["--port", String(chosen), "--duration", "120", "--boxes", "20"], {
+    const args = ["--port", String(chosen), "--duration", "120", "--boxes", "20"];
+    if (options.webrtcPort !== undefined) args.push("--webrtc-port", String(options.webrtcPort));
+    const child = spawn(binary, args, {
       stdio: ["ignore", "ignore", "inherit"],
     });
     await waitForPort(chosen, 30000);

@@ -11,6 +11,11 @@
 //! nexus-bots --url ws://127.0.0.1:9090/ws --campaign 0 --count 100 --duration 30 \
 //!            --encoding binary --rtt-ms 150 --jitter-ms 20 --loss 0.05
 //! ```
+//!
+//! `--transport webrtc` moves each bot's state stream and inputs to WebRTC data channels when
+//! the server offers them (PROTOCOL.md section 11); the emulated latency and loss then apply to
+//! the WebSocket only (use a packet-level emulator for the UDP path). The summary says which
+//! transport carried what.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -21,8 +26,10 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use nexus_client::netem::{LinkConditions, Rng};
 use nexus_client::session::SessionConfig;
-use nexus_client::transport::{self, ConnectOptions};
-use nexus_client::{ClientSession, Controls, Encoding, SessionStats, StatsSummary};
+use nexus_client::transport::{self, ConnectOptions, Transport};
+use nexus_client::{
+    ClientSession, Controls, Encoding, SessionStats, StatsSummary, TransportStats, TransportSummary,
+};
 use nexus_sim::{InteractionKind, InteractionRequest};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -62,6 +69,10 @@ struct Cli {
     /// State encoding.
     #[arg(long, value_name = "E", value_enum, default_value_t = EncodingArg::Binary)]
     encoding: EncodingArg,
+    /// What carries states and inputs: the WebSocket, or WebRTC data channels beside it when
+    /// the server offers them (the WebSocket otherwise, and as the fallback).
+    #[arg(long, value_name = "T", value_enum, default_value_t = TransportArg::Websocket)]
+    transport: TransportArg,
     /// Emulated round trip, split evenly both ways, 0..=20000 ms.
     #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = ranged::<f64>(0.0, 20_000.0))]
     rtt_ms: f64,
@@ -118,6 +129,12 @@ enum EncodingArg {
     Binary,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TransportArg {
+    Websocket,
+    Webrtc,
+}
+
 /// A value parser for a number within `lo..=hi`. Integers also accept a whole number written as
 /// a float (`10.0`), as the hand-written parser did (scripts pass Python floats).
 fn ranged<T: FromF64>(lo: f64, hi: f64) -> impl Fn(&str) -> Result<T, String> + Clone {
@@ -166,6 +183,7 @@ struct Args {
     count: usize,
     duration: f64,
     encoding: Encoding,
+    transport: Transport,
     rtt: f64,
     jitter: f64,
     loss: f64,
@@ -193,6 +211,10 @@ impl From<Cli> for Args {
             encoding: match cli.encoding {
                 EncodingArg::Json => Encoding::Json,
                 EncodingArg::Binary => Encoding::Binary,
+            },
+            transport: match cli.transport {
+                TransportArg::Websocket => Transport::WebSocket,
+                TransportArg::Webrtc => Transport::WebRtc,
             },
             rtt: cli.rtt_ms / 1000.0,
             jitter: cli.jitter_ms / 1000.0,
@@ -259,6 +281,7 @@ fn loopback_url(url: &str) -> Result<String, String> {
 struct BotReport {
     index: usize,
     stats: Option<SessionStats>,
+    transport: Option<TransportStats>,
     seconds: f64,
     error: Option<String>,
     closed_early: Option<String>,
@@ -387,6 +410,7 @@ async fn run_bot(
             return BotReport {
                 index,
                 stats: None,
+                transport: None,
                 seconds: 0.0,
                 error: Some(err.to_string()),
                 closed_early: None,
@@ -488,12 +512,14 @@ async fn finish(
 ) -> BotReport {
     let seconds = client.now() - started;
     let stats = client.session().stats().clone();
+    let transport = client.transport_stats();
     if !client.is_closed() {
         client.close().await;
     }
     BotReport {
         index,
         stats: Some(stats),
+        transport: Some(transport),
         seconds,
         error: result.err().map(|e| e.to_string()),
         closed_early,
@@ -521,6 +547,7 @@ fn bot_options(args: &Args, index: usize) -> ConnectOptions {
     options.frame_rate = args.frame_rate;
     // A real client acks within one 60 fps frame; bots update less often to save the CPU.
     options.immediate_acks = true;
+    options.transport = args.transport;
     options
 }
 
@@ -538,12 +565,15 @@ struct Summary {
     reconnects: u64,
     resumed: u64,
     encoding: &'static str,
+    /// `--transport`; `transports` says what each one carried.
+    transport: &'static str,
     rtt_ms: f64,
     jitter_ms: f64,
     loss: f64,
     duration_s: f64,
     #[serde(flatten)]
     stats: StatsSummary,
+    transports: TransportSummary,
     first_error: Option<String>,
     /// A signal ended the sessions before `duration_s`.
     stopped_by_signal: bool,
@@ -614,6 +644,7 @@ async fn run_all(args: Arc<Args>, stop: Arc<AtomicBool>) -> Vec<BotReport> {
         count = args.count,
         duration_s = args.duration,
         encoding = args.encoding.name(),
+        transport = args.transport.name(),
         "starting the bots"
     );
     let mut tasks = Vec::with_capacity(args.count);
@@ -638,6 +669,7 @@ async fn run_all(args: Arc<Args>, stop: Arc<AtomicBool>) -> Vec<BotReport> {
         reports.push(task.await.unwrap_or_else(|err| BotReport {
             index,
             stats: None,
+            transport: None,
             seconds: 0.0,
             error: Some(format!("bot task failed: {err}")),
             closed_early: None,
@@ -729,6 +761,8 @@ fn report(args: &Args, reports: &[BotReport], stopped_by_signal: bool) -> ExitCo
         "corrections        {} of {} acks compared (mean {:.1} mm, max {:.1} mm)",
         stats.corrections, stats.reconciliations, stats.correction_mean_mm, stats.correction_max_mm
     );
+    let transports = TransportSummary::of(connected.iter().filter_map(|r| r.transport.as_ref()));
+    print_transports(args.transport, &transports);
     if let Some(error) = &first_error {
         println!("first error        {error}");
     }
@@ -741,11 +775,13 @@ fn report(args: &Args, reports: &[BotReport], stopped_by_signal: bool) -> ExitCo
         reconnects,
         resumed,
         encoding: args.encoding.name(),
+        transport: args.transport.name(),
         rtt_ms: args.rtt * 1e3,
         jitter_ms: args.jitter * 1e3,
         loss: args.loss,
         duration_s: args.duration,
         stats,
+        transports,
         first_error,
         stopped_by_signal,
     };
@@ -757,6 +793,31 @@ fn report(args: &Args, reports: &[BotReport], stopped_by_signal: bool) -> ExitCo
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The transport lines of the report (per transport: states and inputs carried).
+fn print_transports(asked: Transport, t: &TransportSummary) {
+    println!(
+        "states carried     websocket {}, webrtc {}",
+        t.states_websocket, t.states_webrtc
+    );
+    println!(
+        "inputs carried     websocket {}, webrtc {}",
+        t.input_frames_websocket, t.input_frames_webrtc
+    );
+    if asked != Transport::WebRtc {
+        return;
+    }
+    println!(
+        "data channels      {} of {} clients (offer to open: mean {:.0} ms, max {:.0} ms)",
+        t.clients_opened, t.clients, t.channel_open_mean_ms, t.channel_open_max_ms
+    );
+    for (reason, count) in &t.unavailable {
+        println!("stayed on ws       {count}: {reason}");
+    }
+    for (reason, count) in &t.fallbacks {
+        println!("fell back to ws    {count}: {reason}");
     }
 }
 
@@ -796,6 +857,8 @@ mod tests {
             &["--loss", "2"],
             &["--rtt-ms", "nan"],
             &["--encoding", "xml"],
+            &["--transport", "udp"],
+            &["--transport", ""],
             &["--threads", "65"],
             &["--frobnicate"],
         ] {
@@ -822,5 +885,9 @@ mod tests {
         assert_eq!((defaults.count, defaults.threads), (10, 2));
         assert!(defaults.predict && defaults.interpolate);
         assert_eq!(defaults.ramp, Duration::from_millis(10));
+        assert_eq!(defaults.transport, Transport::WebSocket);
+        let webrtc = parse(&["--transport", "webrtc"]).unwrap();
+        assert_eq!(webrtc.transport, Transport::WebRtc);
+        assert_eq!(bot_options(&webrtc, 0).transport, Transport::WebRtc);
     }
 }

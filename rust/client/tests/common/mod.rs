@@ -153,6 +153,7 @@ impl SimServer {
                         server_time: Self::server_time(now),
                         resume: None,
                         resumed: false,
+                        webrtc: false,
                     },
                 );
                 // Others learn about the new avatar; the newcomer has it in its welcome.
