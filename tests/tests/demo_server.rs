@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nexus_e2e::{Client, Server, free_port, fresh_dir, named, position_of};
+use nexus_e2e::{Client, Server, free_port, fresh_dir, http_get, named, position_of, repo_root};
 use serde_json::{Value, json};
 
 const CAMPAIGN: &str = "0";
@@ -227,5 +227,65 @@ async fn the_demo_scripts_rules_apply_to_network_interactions() {
     assert_eq!(
         result["payload"]["message"], "this item is locked",
         "{result}"
+    );
+}
+
+/// The headless Godot server (its `NexusGateway` with WebRTC on by default, on the WebSocket's
+/// port number over UDP) serves the state stream and inputs on data channels to `nexus-bots
+/// --transport webrtc`; the page-less server's metrics count them per transport.
+#[test]
+fn bots_play_over_webrtc_data_channels_on_the_godot_server() {
+    let data = fresh_dir("webrtc-bots");
+    let port = free_port();
+    let mut server = Server::start_scene(
+        "res://scenes/demo.tscn",
+        port,
+        &[&format!("--data-dir={}", data.display())],
+    );
+    server.wait_for_line("WebRTC data channels on udp://", Duration::from_secs(30));
+    let bots = repo_root().join("target/debug/nexus-bots");
+    assert!(
+        bots.exists(),
+        "{} is missing: cargo build -p nexus-client --bin nexus-bots",
+        bots.display()
+    );
+    let output = std::process::Command::new(&bots)
+        .args(["--url", &format!("ws://127.0.0.1:{port}/ws")])
+        .args(["--count", "3", "--duration", "6", "--quiet"])
+        .args(["--transport", "webrtc", "--encoding", "binary"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("nexus-bots runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "nexus-bots failed:\n{stdout}");
+    let summary: Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("NEXUS_BOTS_SUMMARY "))
+        .map(|l| serde_json::from_str(l).expect("JSON summary"))
+        .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
+    let transports = &summary["transports"];
+    assert_eq!(
+        transports["clients_opened"], 3,
+        "every bot opened its channels: {transports}"
+    );
+    let on_channel = transports["states_webrtc"].as_u64().unwrap();
+    let on_socket = transports["states_websocket"].as_u64().unwrap();
+    assert!(
+        on_channel > 3 * 60 && on_channel > on_socket * 10,
+        "states come on the data channel: {on_channel} vs {on_socket} on the WebSocket"
+    );
+    assert!(
+        transports["input_frames_webrtc"].as_u64().unwrap() > 3 * 100,
+        "inputs go on the input channel: {transports}"
+    );
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("nexus_gateway_webrtc_opened_total 3"),
+        "the server counts the channels: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("webrtc"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

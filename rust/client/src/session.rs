@@ -337,6 +337,9 @@ pub struct ClientSession {
     next_seq: u32,
     unsent: Vec<PlayerInput>,
     sent: VecDeque<PlayerInput>,
+    /// When each input not yet acknowledged was first sent: its ack latency when a state
+    /// acknowledges it.
+    send_times: VecDeque<(u32, f64)>,
     input_tick: f64,
     input_clock_synced: bool,
     /// The welcome's tick and local arrival time (coarse tick clock before synchronisation).
@@ -391,6 +394,7 @@ impl ClientSession {
             ack_due: false,
             unsent: Vec::new(),
             sent: VecDeque::new(),
+            send_times: VecDeque::new(),
             input_tick: 0.0,
             input_clock_synced: false,
             welcome_tick: None,
@@ -993,6 +997,15 @@ impl ClientSession {
         self.last_state_tick = Some(tick);
         self.ack_due = true;
         self.stats.states_applied += 1;
+        if let Some(acked) = state.last_input_seq {
+            while let Some(&(seq, sent)) = self.send_times.front() {
+                if seq > acked {
+                    break;
+                }
+                self.stats.input_ack_latency.record(now - sent);
+                self.send_times.pop_front();
+            }
+        }
         self.reconcile(state.last_input_seq);
     }
 
@@ -1312,7 +1325,12 @@ impl ClientSession {
             let frame = self.outgoing.inputs(&batch, ack);
             self.push_out(frame);
         }
+        let now = self.last_update.unwrap_or(0.0);
         for input in batch.into_iter().skip(repeat) {
+            if self.send_times.len() >= SENT_MEMORY {
+                self.send_times.pop_front();
+            }
+            self.send_times.push_back((input.seq, now));
             self.sent.push_back(input);
         }
         while self.sent.len() > SENT_MEMORY {

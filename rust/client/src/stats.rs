@@ -67,6 +67,23 @@ impl Histogram {
         self.max = self.max.max(other.max);
     }
 
+    /// What was recorded after `earlier` (an earlier copy of this histogram): the counts of a
+    /// measuring window. The maximum is that of the whole run.
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        Histogram {
+            counts: self
+                .counts
+                .iter()
+                .zip(&earlier.counts)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+            overflow: self.overflow.saturating_sub(earlier.overflow),
+            total: self.total.saturating_sub(earlier.total),
+            max: self.max,
+            sum: (self.sum - earlier.sum).max(0.0),
+        }
+    }
+
     /// Values recorded.
     pub fn count(&self) -> u64 {
         self.total
@@ -127,6 +144,9 @@ pub struct SessionStats {
     /// Age of each applied state on arrival: local time mapped to the server clock minus the
     /// state's timestamp.
     pub state_age: Histogram,
+    /// From sending an input to applying the first state that acknowledges it
+    /// (`last_input_seq`): the input's round trip through the simulation.
+    pub input_ack_latency: Histogram,
     /// Inputs created (one per fixed tick).
     pub inputs_created: u64,
     /// Unacknowledged inputs sent again after resuming a lost session.

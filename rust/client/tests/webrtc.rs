@@ -182,6 +182,13 @@ fn states_arrive_and_inputs_leave_on_the_data_channels() {
             );
             assert!(stats.datagrams_received > on_channel, "{stats:?}");
             assert_eq!(session.stats().malformed_frames, 0, "{encoding:?}");
+            // Inputs sent on the channel are acknowledged by states: their latency is measured
+            // (a loopback round trip plus the inputs' lead and the state interval: under 1 s).
+            let acks = &session.stats().input_ack_latency;
+            assert!(
+                acks.count() > 30 && acks.quantile(0.5) > 0.0 && acks.quantile(0.5) < 1.0,
+                "{encoding:?}: input ack latency {acks:?}"
+            );
             // The prediction agrees with the server (inputs quantised alike on both paths).
             let predicted = session.avatar().unwrap().predicted;
             assert!(

@@ -68,7 +68,8 @@ pub struct WebRtcConfig {
     /// The address clients reach the server on, when it is behind a 1:1 NAT. Without it the
     /// candidate is the address each client's WebSocket connected to.
     pub public_ip: Option<IpAddr>,
-    /// The state channel must open within this time of the answer (default 5 s).
+    /// The state channel must open within this time of the answer (default 10 s: on a lossy
+    /// link the DTLS and SCTP handshakes retransmit after 1 s and more).
     pub open_timeout: Duration,
 }
 
@@ -77,7 +78,7 @@ impl Default for WebRtcConfig {
         WebRtcConfig {
             port: 0,
             public_ip: None,
-            open_timeout: Duration::from_secs(5),
+            open_timeout: Duration::from_secs(10),
         }
     }
 }
