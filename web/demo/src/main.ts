@@ -30,6 +30,8 @@ const server = params.get("server") ?? `${location.protocol === "https:" ? "wss"
 const emulatedRttMs = Number(params.get("rtt") ?? 0) || 0;
 const lowQuality = params.get("quality") === "low";
 const maxFps = Number(params.get("fps") ?? 0) || Infinity;
+// `transport=webrtc`: states and inputs on WebRTC data channels when the server offers them.
+const transport = params.get("transport") === "webrtc" ? "webrtc" : "websocket";
 
 /** What tests and the console can read. */
 interface DemoState {
@@ -310,7 +312,7 @@ async function start(): Promise<void> {
   phaseLine.textContent = `connecting to ${server}…`;
   let client: NexusClient;
   try {
-    client = await NexusClient.connect({ url: server, campaign, token, name, emulatedRttMs });
+    client = await NexusClient.connect({ url: server, campaign, token, name, emulatedRttMs, transport });
   } catch (error) {
     if (error instanceof JoinRejectedError) fail(`The server refused to join campaign ${campaign}: ${error.serverCode}`);
     else if (error instanceof NexusError) fail(`Could not connect to ${server}: ${error.message}`);

@@ -85,7 +85,14 @@ beforeAll(async () => {
     executablePath: chromiumPath,
     headless: true,
     // SwiftShader draws WebGL without a GPU; the sandbox cannot start as root.
-    args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
+    // The last two let WebRTC reach the server on loopback (host candidates, not mDNS names).
+    args: [
+      "--no-sandbox",
+      "--use-angle=swiftshader",
+      "--enable-unsafe-swiftshader",
+      "--allow-loopback-in-peer-connection",
+      "--disable-features=WebRtcHideLocalIpsWithMdns",
+    ],
   });
 });
 
@@ -176,6 +183,28 @@ test("the served page loads, joins, draws the world, and keys move the avatar on
     console.log(`[figures] page load to first rendered state: ${loadToFirstState} ms; states/s in Chromium: ${stats.statesPerSecond}`);
   } finally {
     observer.close();
+    await page.close();
+  }
+});
+
+test("with transport=webrtc the page gets its states over a data channel from the Godot server", async () => {
+  const page = await openDemo("name=rtc-page&transport=webrtc&quality=low");
+  try {
+    await page.waitForFunction(
+      () => {
+        const stats = (window as unknown as { nexusDemo: { client: NexusClient } }).nexusDemo.client.stats();
+        return stats.transport === "webrtc" && stats.statesByTransport.webrtc > 40;
+      },
+      null,
+      { timeout: 30_000 },
+    );
+    const stats = await pageStats(page);
+    expect(stats.transport).toBe("webrtc");
+    expect(stats.statesByTransport.webrtc).toBeGreaterThan(stats.statesByTransport.websocket);
+    expect(stats.fallbacks).toEqual([]);
+    const metrics = await (await fetch(`${server.httpUrl}metrics`)).text();
+    expect(metrics).toMatch(/nexus_gateway_clients_by_transport\{transport="webrtc"\} [1-9]/);
+  } finally {
     await page.close();
   }
 });
