@@ -1,79 +1,16 @@
 //! The client against the real gateway and campaign host, over real sockets on 127.0.0.1 (no
 //! Godot): join, send inputs, see the avatar move and the acknowledgements advance.
 
+mod real_server;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use nexus_client::{ClientSession, Controls, Encoding, Phase, transport};
-use nexus_gateway::{CampaignHost, CampaignHostConfig, Gateway, GatewayConfig};
-use nexus_sim::state::{BodyKind, ObjectDesc, Shape};
-use nexus_sim::{World, WorldConfig};
-
-/// A gateway on a free loopback port with one campaign ticking at 60 Hz on its own thread.
-struct Server {
-    url: String,
-    stop: Arc<AtomicBool>,
-    host: Option<thread::JoinHandle<()>>,
-    gateway: Option<nexus_gateway::GatewayHandle>,
-}
-
-impl Server {
-    fn start(campaign: &str) -> Server {
-        let mut config = GatewayConfig::development();
-        config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        Server::start_with(campaign, config)
-    }
-
-    fn start_with(campaign: &str, config: GatewayConfig) -> Server {
-        let gateway = Gateway::start(config).expect("gateway starts");
-        let link = gateway.open_campaign(campaign).expect("campaign opens");
-        let mut world = World::new(WorldConfig::default());
-        world
-            .add_object(ObjectDesc {
-                kind: BodyKind::Static,
-                shape: Shape::Box {
-                    half_extents: [100.0, 0.5, 100.0],
-                },
-                position: [0.0, -0.5, 0.0],
-                rotation: [0.0, 0.0, 0.0, 1.0],
-                mass: None,
-                friction: 0.5,
-                restitution: 0.0,
-                properties: Default::default(),
-            })
-            .expect("ground");
-        let stop = Arc::new(AtomicBool::new(false));
-        let running = stop.clone();
-        let host = thread::spawn(move || {
-            let mut host = CampaignHost::new(world, link, CampaignHostConfig::default());
-            while !running.load(Ordering::Relaxed) {
-                host.tick();
-                thread::sleep(Duration::from_millis(16));
-            }
-        });
-        Server {
-            url: gateway.url(),
-            stop,
-            host: Some(host),
-            gateway: Some(gateway),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(host) = self.host.take() {
-            let _ = host.join();
-        }
-        if let Some(gateway) = self.gateway.take() {
-            gateway.shutdown();
-        }
-    }
-}
+use nexus_gateway::GatewayConfig;
+use nexus_sim::state::BodyKind;
+use real_server::Server;
 
 fn horizontal(a: [f32; 3], b: [f32; 3]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()

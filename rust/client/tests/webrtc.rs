@@ -2,79 +2,27 @@
 //! campaign host over real sockets on 127.0.0.1 (UDP and TCP): states on the `state` channel,
 //! inputs on the `input` channel, the fallback to the WebSocket, and a server without WebRTC.
 
+mod real_server;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::Duration;
 
 use nexus_client::transport::{self, Client, ConnectOptions, Transport, Via};
 use nexus_client::{Controls, Encoding, SessionConfig};
-use nexus_gateway::{CampaignHost, CampaignHostConfig, Gateway, GatewayConfig, WebRtcConfig};
-use nexus_sim::state::{BodyKind, ObjectDesc, Shape};
-use nexus_sim::{World, WorldConfig};
+use nexus_gateway::{GatewayConfig, WebRtcConfig};
+use real_server::Server;
 
-/// A gateway on free loopback ports (WebRTC on when asked) with one campaign at 60 Hz.
-struct Server {
-    url: String,
-    stop: Arc<AtomicBool>,
-    host: Option<thread::JoinHandle<()>>,
-    gateway: Option<nexus_gateway::GatewayHandle>,
-}
-
-impl Server {
-    fn start(campaign: &str, webrtc: bool) -> Server {
-        let mut config = GatewayConfig::development();
-        config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        if webrtc {
-            config.webrtc = Some(WebRtcConfig::default());
-        }
-        let gateway = Gateway::start(config).expect("gateway starts");
-        assert_eq!(gateway.webrtc_addr().is_some(), webrtc);
-        let link = gateway.open_campaign(campaign).expect("campaign opens");
-        let mut world = World::new(WorldConfig::default());
-        world
-            .add_object(ObjectDesc {
-                kind: BodyKind::Static,
-                shape: Shape::Box {
-                    half_extents: [100.0, 0.5, 100.0],
-                },
-                position: [0.0, -0.5, 0.0],
-                rotation: [0.0, 0.0, 0.0, 1.0],
-                mass: None,
-                friction: 0.5,
-                restitution: 0.0,
-                properties: Default::default(),
-            })
-            .expect("ground");
-        let stop = Arc::new(AtomicBool::new(false));
-        let running = stop.clone();
-        let host = thread::spawn(move || {
-            let mut host = CampaignHost::new(world, link, CampaignHostConfig::default());
-            while !running.load(Ordering::Relaxed) {
-                host.tick();
-                thread::sleep(Duration::from_millis(16));
-            }
-        });
-        Server {
-            url: gateway.url(),
-            stop,
-            host: Some(host),
-            gateway: Some(gateway),
-        }
+/// A real server on free loopback ports, with WebRTC when asked.
+fn start(campaign: &str, webrtc: bool) -> Server {
+    let mut config = GatewayConfig::development();
+    config.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    if webrtc {
+        config.webrtc = Some(WebRtcConfig::default());
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(host) = self.host.take() {
-            let _ = host.join();
-        }
-        if let Some(gateway) = self.gateway.take() {
-            gateway.shutdown();
-        }
-    }
+    let server = Server::start_with(campaign, config);
+    let gateway = server.gateway.as_ref().expect("running");
+    assert_eq!(gateway.webrtc_addr().is_some(), webrtc);
+    server
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -126,7 +74,7 @@ const WALK: Controls = Controls {
 #[test]
 fn states_arrive_and_inputs_leave_on_the_data_channels() {
     let runtime = runtime();
-    let server = Server::start("rtc", true);
+    let server = start("rtc", true);
     for encoding in [Encoding::Binary, Encoding::Json] {
         runtime.block_on(async {
             let token = format!("alice-{}", encoding.name());
@@ -221,7 +169,7 @@ fn largest_gap(states: &[(u64, Via)]) -> u64 {
 #[test]
 fn closing_the_data_channel_falls_back_to_the_websocket_without_a_tick_gap() {
     let runtime = runtime();
-    let server = Server::start("fallback", true);
+    let server = start("fallback", true);
     runtime.block_on(async {
         let mut client = connect(&server, "fallback", "bob", Encoding::Binary).await;
         until_open(&mut client).await;
@@ -298,7 +246,7 @@ fn closing_the_data_channel_falls_back_to_the_websocket_without_a_tick_gap() {
 #[test]
 fn a_server_without_webrtc_keeps_the_client_on_the_websocket() {
     let runtime = runtime();
-    let server = Server::start("plain", false);
+    let server = start("plain", false);
     runtime.block_on(async {
         let mut client = connect(&server, "plain", "carol", Encoding::Binary).await;
         assert!(!client.session().server_offers_webrtc());
@@ -326,7 +274,7 @@ fn a_server_without_webrtc_keeps_the_client_on_the_websocket() {
 
 #[test]
 fn bots_report_what_each_transport_carried() {
-    let server = Server::start("0", true);
+    let server = start("0", true);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-bots"))
         .args(["--url", &server.url, "--count", "2", "--duration", "3"])
         .args(["--transport", "webrtc", "--quiet", "--ramp-ms", "0"])

@@ -27,6 +27,17 @@ fn webrtc_config(open_timeout: Duration) -> GatewayConfig {
     config
 }
 
+/// Campaign "0" of `gateway`, on the test world, ticking on its own thread until dropped.
+fn host_campaign(gateway: &GatewayHandle) -> HostThread {
+    let link = gateway.open_campaign("0").unwrap();
+    HostThread::spawn(
+        test_world(),
+        link,
+        CampaignHostConfig::default(),
+        Duration::from_millis(5),
+    )
+}
+
 /// The client side of one peer connection: a str0m `Rtc` on its own UDP socket.
 struct Peer {
     rtc: Rtc,
@@ -188,7 +199,7 @@ async fn joined(gateway: &GatewayHandle, name: &str) -> (Client, Value) {
     (client, welcome)
 }
 
-/// Sends the offer and returns the answer's SDP, counting the WebSocket states skipped.
+/// Sends the offer and hands the server's answer to the peer.
 async fn negotiate(client: &mut Client, peer: &mut Peer, offer: &str) {
     client
         .send_json(&envelope(
@@ -238,13 +249,7 @@ fn largest_gap(ticks: &[u64]) -> u64 {
 async fn states_move_to_the_data_channel_inputs_come_over_it_and_closing_it_falls_back() {
     let gateway = start(webrtc_config(Duration::from_secs(5)));
     assert!(gateway.webrtc_addr().is_some());
-    let link = gateway.open_campaign("0").unwrap();
-    let _host = HostThread::spawn(
-        test_world(),
-        link,
-        CampaignHostConfig::default(),
-        Duration::from_millis(5),
-    );
+    let _host = host_campaign(&gateway);
     let (mut client, welcome) = joined(&gateway, "rtc").await;
     assert_eq!(
         welcome["payload"]["webrtc"], true,
@@ -358,13 +363,7 @@ async fn states_move_to_the_data_channel_inputs_come_over_it_and_closing_it_fall
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_that_never_opens_times_out_and_the_stream_stays_on_the_websocket() {
     let gateway = start(webrtc_config(Duration::from_millis(600)));
-    let link = gateway.open_campaign("0").unwrap();
-    let _host = HostThread::spawn(
-        test_world(),
-        link,
-        CampaignHostConfig::default(),
-        Duration::from_millis(5),
-    );
+    let _host = host_campaign(&gateway);
     let (mut client, _) = joined(&gateway, "silent").await;
     let (mut peer, offer) = Peer::new().await;
     negotiate(&mut client, &mut peer, &offer).await;
@@ -395,13 +394,7 @@ async fn a_channel_that_never_opens_times_out_and_the_stream_stays_on_the_websoc
 async fn signalling_errors_are_answered_and_the_session_goes_on() {
     // Without WebRTC: no `webrtc` in the welcome, offers are refused.
     let plain = start(dev_config());
-    let link = plain.open_campaign("0").unwrap();
-    let _host = HostThread::spawn(
-        test_world(),
-        link,
-        CampaignHostConfig::default(),
-        Duration::from_millis(5),
-    );
+    let _host = host_campaign(&plain);
     let (mut client, welcome) = joined(&plain, "plain").await;
     assert!(welcome["payload"].get("webrtc").is_none());
     let (_, offer) = Peer::new().await;
@@ -416,13 +409,7 @@ async fn signalling_errors_are_answered_and_the_session_goes_on() {
 
     // With WebRTC: bad SDP, an offer without data channels, a bad candidate, too many offers.
     let gateway = start(webrtc_config(Duration::from_secs(5)));
-    let link = gateway.open_campaign("0").unwrap();
-    let _host2 = HostThread::spawn(
-        test_world(),
-        link,
-        CampaignHostConfig::default(),
-        Duration::from_millis(5),
-    );
+    let _host2 = host_campaign(&gateway);
     let mut early = connect(&gateway).await;
     early
         .send_json(&envelope(
@@ -508,13 +495,7 @@ async fn signalling_errors_are_answered_and_the_session_goes_on() {
 async fn garbage_on_the_udp_port_is_dropped_and_counted_and_a_live_peer_carries_on() {
     let gateway = start(webrtc_config(Duration::from_secs(5)));
     let udp = gateway.webrtc_addr().unwrap();
-    let link = gateway.open_campaign("0").unwrap();
-    let _host = HostThread::spawn(
-        test_world(),
-        link,
-        CampaignHostConfig::default(),
-        Duration::from_millis(5),
-    );
+    let _host = host_campaign(&gateway);
     let (mut client, _) = joined(&gateway, "victim").await;
     let (mut peer, offer) = Peer::new().await;
     negotiate(&mut client, &mut peer, &offer).await;
@@ -564,8 +545,6 @@ async fn garbage_on_the_udp_port_is_dropped_and_counted_and_a_live_peer_carries_
         }
     }
     // From the live peer's own address too (its 5-tuple): junk into an established association.
-    let own = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    drop(own);
     for datagram in junk.iter().take(14) {
         let _ = peer.socket.try_send_to(datagram, udp);
     }
@@ -603,13 +582,7 @@ async fn garbage_on_the_udp_port_is_dropped_and_counted_and_a_live_peer_carries_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_that_dies_silently_falls_back_once_acks_stop() {
     let gateway = start(webrtc_config(Duration::from_secs(5)));
-    let link = gateway.open_campaign("0").unwrap();
-    let _host = HostThread::spawn(
-        test_world(),
-        link,
-        CampaignHostConfig::default(),
-        Duration::from_millis(5),
-    );
+    let _host = host_campaign(&gateway);
     let (mut client, _) = joined(&gateway, "vanishing").await;
     let (mut peer, offer) = Peer::new().await;
     negotiate(&mut client, &mut peer, &offer).await;
