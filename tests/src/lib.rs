@@ -542,3 +542,60 @@ pub fn campaign_persistence(report: &serde_json::Value, campaign: &str) -> serde
         .map(|c| c["persistence"].clone())
         .unwrap_or_default()
 }
+
+/// A PostgreSQL server of its own for one test (`scripts/postgres`, installed on first use):
+/// its own data directory and port, so the test may stop and restart it.
+pub struct Postgres {
+    pub port: u16,
+    data: PathBuf,
+}
+
+impl Postgres {
+    pub fn start(name: &str) -> Postgres {
+        let postgres = Postgres {
+            port: free_port(),
+            data: fresh_dir(&format!("pg-{name}")),
+        };
+        postgres.run(&["start"]);
+        postgres
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new(repo_root().join("scripts/postgres"))
+            .args(args)
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--data={}", self.data.display()))
+            .output()
+            .expect("run scripts/postgres");
+        assert!(
+            output.status.success(),
+            "scripts/postgres {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// The URL of the `nexus` database.
+    pub fn url(&self) -> String {
+        format!("postgres://nexus@127.0.0.1:{}/nexus", self.port)
+    }
+
+    /// Stops the server (fast shutdown: connections are cut).
+    pub fn stop(&self) {
+        self.run(&["stop"]);
+    }
+
+    /// Starts it again on the same data.
+    pub fn restart(&self) {
+        self.run(&["start"]);
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/postgres"))
+            .args(["stop", &format!("--data={}", self.data.display())])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}

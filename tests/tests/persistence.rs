@@ -335,3 +335,179 @@ async fn a_disk_turning_read_only_degrades_health_and_saving_resumes_after_repai
         );
     }
 }
+
+/// A cluster's database (PostgreSQL) instead of the data directory: the campaign survives
+/// `kill -9` there too; a second server cannot take a campaign a live server holds; a restart
+/// right after the crash waits out the dead server's lease and takes the campaign back; and when
+/// the database goes away the world pauses (health says why) and resumes with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_in_postgres_survives_a_crash_is_held_by_one_server_and_waits_out_an_outage() {
+    let postgres = nexus_e2e::Postgres::start("server");
+    let database = format!("--database={}", postgres.url());
+    let mut first = Server::start_scene("res://scenes/demo.tscn", free_port(), &[&database]);
+    let mut admin = Client::connect(&first.url()).await;
+    admin.join(CAMPAIGN, "admin").await;
+    add_named_box(&mut admin, "built-before-the-crash", 3.0).await;
+    let (held, report) = wait_health(first.port, Duration::from_secs(5), |r| {
+        campaign_persistence(r, CAMPAIGN)["lease"]["state"] == "held"
+            && campaign_persistence(r, CAMPAIGN)["saves"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 2
+    })
+    .await;
+    assert!(held, "the lease is shown as held, saves go on: {report}");
+    let epoch = campaign_persistence(&report, CAMPAIGN)["lease"]["epoch"]
+        .as_u64()
+        .unwrap();
+
+    // A second server on the same campaign: refused with the owner's name, exit code 1.
+    let root = nexus_e2e::repo_root();
+    let mut second = std::process::Command::new(root.join("scripts/godot"));
+    second
+        .current_dir(&root)
+        .args([
+            "--headless",
+            "--path",
+            "godot",
+            "res://scenes/demo.tscn",
+            "--",
+            "--dev",
+        ])
+        .arg(format!("--port={}", free_port()))
+        .arg(&database);
+    let (code, log) = nexus_e2e::run_to_exit(second, Duration::from_secs(90));
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("is owned by server"), "{log}");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.kill9();
+    drop(admin);
+    let killed = std::time::Instant::now();
+    let server = Server::start_scene("res://scenes/demo.tscn", free_port(), &[&database]);
+    println!(
+        "NEXUS_FIGURE postgres restart after kill -9: campaign open again in {} ms",
+        killed.elapsed().as_millis()
+    );
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|l| l.contains("waiting in case that server is gone")),
+        "the dead server's lease was waited out"
+    );
+    let mut admin = Client::connect(&server.url()).await;
+    let welcome = admin.join(CAMPAIGN, "admin").await;
+    assert!(
+        named(&welcome["world_state"]["objects"], "built-before-the-crash").is_some(),
+        "the box built before the crash is back"
+    );
+    let report = health(server.port);
+    assert!(
+        campaign_persistence(&report, CAMPAIGN)["lease"]["epoch"]
+            .as_u64()
+            .unwrap()
+            > epoch,
+        "a new owner, a new epoch: {report}"
+    );
+
+    // The database goes away: the lease cannot be renewed, the world pauses in time.
+    add_named_box(&mut admin, "built-before-the-outage", 5.0).await;
+    postgres.stop();
+    let (paused, report) = wait_health(server.port, Duration::from_secs(10), |r| {
+        r["status"] == "degraded"
+            && campaign_persistence(r, CAMPAIGN)["lease"]["simulating"] == false
+    })
+    .await;
+    assert!(paused, "health shows the paused world: {report}");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("lease") && problems.contains("paused"),
+        "{problems}"
+    );
+    // No state advances while paused: read what was sent before the pause (the client did not
+    // read while polling /health), then nothing newer may come.
+    let tick_of = |e: &serde_json::Value| e["payload"]["tick"].as_u64();
+    let mut paused_tick = 0;
+    while let Some(state) = admin
+        .next_matching(
+            |e| e["type"] == "physics:world_state:v1:stream",
+            Duration::from_millis(500),
+        )
+        .await
+    {
+        paused_tick = paused_tick.max(tick_of(&state).unwrap_or(0));
+    }
+    let still = admin
+        .next_matching(
+            |e| {
+                e["type"] == "physics:world_state:v1:stream"
+                    && tick_of(e).unwrap_or(0) > paused_tick
+            },
+            Duration::from_secs(1),
+        )
+        .await;
+    assert!(still.is_none(), "the world did not step while paused");
+
+    // The database comes back before anyone else took the campaign: the same lease is renewed
+    // and the world resumes, its objects all there, and saves go on.
+    postgres.restart();
+    let (resumed, report) = wait_health(server.port, Duration::from_secs(15), |r| {
+        r["status"] == "ok" && campaign_persistence(r, CAMPAIGN)["lease"]["simulating"] == true
+    })
+    .await;
+    assert!(
+        resumed,
+        "the world resumes when the database is back: {report}"
+    );
+    assert_the_world_runs_on(&mut admin).await;
+    let saves = campaign_persistence(&report, CAMPAIGN)["saves"]
+        .as_u64()
+        .unwrap_or(0);
+    let (saving, report) = wait_health(server.port, Duration::from_secs(5), |r| {
+        campaign_persistence(r, CAMPAIGN)["saves"]
+            .as_u64()
+            .unwrap_or(0)
+            > saves
+    })
+    .await;
+    assert!(saving, "saves resume: {report}");
+    let mut visitor = Client::connect(&server.url()).await;
+    let welcome = visitor.join(CAMPAIGN, "visitor").await;
+    for name in ["built-before-the-crash", "built-before-the-outage"] {
+        assert!(
+            named(&welcome["world_state"]["objects"], name).is_some(),
+            "{name} is still in the world"
+        );
+    }
+}
+
+/// A database URL that cannot work stops the server at start, with the reason.
+#[test]
+fn a_bad_database_url_stops_the_start_with_the_reason() {
+    let root = nexus_e2e::repo_root();
+    for (url, reason) in [
+        ("postgres://nexus@127.0.0.1:1/nexus", "cannot connect"),
+        (
+            "postgres://nexus@127.0.0.1:notaport/nexus",
+            "invalid database URL",
+        ),
+    ] {
+        let mut command = std::process::Command::new(root.join("scripts/godot"));
+        command
+            .current_dir(&root)
+            .args([
+                "--headless",
+                "--path",
+                "godot",
+                "res://scenes/demo.tscn",
+                "--",
+                "--dev",
+            ])
+            .arg(format!("--port={}", free_port()))
+            .arg(format!("--database={url}"));
+        let (code, log) = nexus_e2e::run_to_exit(command, Duration::from_secs(90));
+        assert_eq!(code, Some(1), "{url}: {log}");
+        assert!(log.contains(reason), "{url}: {log}");
+    }
+}

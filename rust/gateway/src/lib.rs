@@ -66,7 +66,7 @@ pub use gateway::{Gateway, GatewayHandle, MAX_CAMPAIGN_ID_LEN};
 pub use host::{CampaignHost, CampaignHostConfig, HostNotices, TickStats};
 pub use link::{CampaignLink, EventSender, HostEvent, Target};
 pub use metrics::{
-    CampaignMetricsSnapshot, MetricsSnapshot, PersistenceHealth, WebRtcMetricsSnapshot,
+    CampaignMetricsSnapshot, LeaseHealth, MetricsSnapshot, PersistenceHealth, WebRtcMetricsSnapshot,
 };
 pub use webrtc::WebRtcConfig;
 pub use wire::{ActionRequest, InterestSettings, ObjectUpdateRequest, codes};

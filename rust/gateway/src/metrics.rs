@@ -230,6 +230,30 @@ pub struct PersistenceHealth {
     pub last_saved_tick: Option<u64>,
     /// The last failure's message while saves fail; `None` once a save succeeds again.
     pub last_error: Option<String>,
+    /// The campaign's lease, when its store is shared by many servers (PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseHealth>,
+}
+
+/// How a campaign's lease stands (a store shared by a cluster): while it is not `held` the
+/// world is paused or stopped, and the server is `degraded`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LeaseHealth {
+    /// The server holding it (this one).
+    pub owner: String,
+    /// The fencing epoch.
+    pub epoch: u64,
+    /// `held`, `renewing` (the last renewal failed), `expired` or `lost`.
+    pub state: String,
+    /// Whether the world is simulating (false once the lease is too close to its expiry).
+    pub simulating: bool,
+    /// Why the lease is not `held`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Successful renewals.
+    pub renewals: u64,
+    /// Failed renewals.
+    pub renewal_failures: u64,
 }
 
 impl Default for CampaignMetrics {
@@ -902,7 +926,7 @@ impl Collector for SnapshotCollector {
         type Field = fn(&CampaignMetricsSnapshot) -> f64;
         // (name, type, help, value); integer figures are exact in an f64 far beyond any count
         // a gateway reaches, and the encoder prints whole numbers without a fraction.
-        let per_campaign: [(&str, MetricType, &str, Field); 13] = [
+        let per_campaign: [(&str, MetricType, &str, Field); 17] = [
             (
                 "nexus_gateway_campaign_clients",
                 MetricType::Gauge,
@@ -970,6 +994,34 @@ impl Collector for SnapshotCollector {
                 },
             ),
             (
+                "nexus_gateway_campaign_lease_held",
+                MetricType::Gauge,
+                "1 while the campaign's cluster lease is held and its world simulates, else 0 (absent for local stores).",
+                |c| {
+                    lease_of(c).map_or(f64::NAN, |l| {
+                        f64::from(u8::from(l.state == "held" && l.simulating))
+                    })
+                },
+            ),
+            (
+                "nexus_gateway_campaign_lease_epoch",
+                MetricType::Gauge,
+                "Fencing epoch of the campaign's cluster lease.",
+                |c| lease_of(c).map_or(f64::NAN, |l| l.epoch as f64),
+            ),
+            (
+                "nexus_gateway_campaign_lease_renewals",
+                MetricType::Counter,
+                "Successful renewals of the campaign's cluster lease.",
+                |c| lease_of(c).map_or(f64::NAN, |l| l.renewals as f64),
+            ),
+            (
+                "nexus_gateway_campaign_lease_renewal_failures",
+                MetricType::Counter,
+                "Failed renewals of the campaign's cluster lease.",
+                |c| lease_of(c).map_or(f64::NAN, |l| l.renewal_failures as f64),
+            ),
+            (
                 "nexus_gateway_campaign_save_failures",
                 MetricType::Counter,
                 "Failed save attempts, per campaign.",
@@ -993,8 +1045,12 @@ impl Collector for SnapshotCollector {
         for (name, kind, help, field) in per_campaign {
             let mut family = e.encode_descriptor(name, help, None, kind)?;
             for campaign in &m.campaigns {
-                let labels = [("campaign", campaign.campaign_id.as_str())];
                 let value = field(campaign);
+                if value.is_nan() {
+                    // Not applicable to this campaign (a lease without a cluster store).
+                    continue;
+                }
+                let labels = [("campaign", campaign.campaign_id.as_str())];
                 let metric = family.encode_family(&labels)?;
                 match kind {
                     MetricType::Counter if value.fract() == 0.0 => {
@@ -1051,6 +1107,11 @@ impl Collector for SnapshotCollector {
         )?;
         Ok(())
     }
+}
+
+/// The campaign's cluster lease, if its store has one.
+fn lease_of(campaign: &CampaignMetricsSnapshot) -> Option<&LeaseHealth> {
+    campaign.persistence.as_ref()?.lease.as_ref()
 }
 
 #[cfg(test)]

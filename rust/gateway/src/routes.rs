@@ -142,9 +142,25 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let problems: Vec<String> = metrics
         .campaigns
         .iter()
-        .filter_map(|c| {
-            let error = c.persistence.as_ref()?.last_error.as_ref()?;
-            Some(format!("campaign {:?}: saves fail: {error}", c.campaign_id))
+        .flat_map(|c| {
+            let persistence = c.persistence.as_ref();
+            let saves = persistence
+                .and_then(|p| p.last_error.as_ref())
+                .map(|error| format!("campaign {:?}: saves fail: {error}", c.campaign_id));
+            // A cluster lease not held: the world is paused (or stopped, once lost).
+            let lease = persistence
+                .and_then(|p| p.lease.as_ref())
+                .filter(|l| l.state != "held" || !l.simulating)
+                .map(|l| {
+                    format!(
+                        "campaign {:?}: lease {} ({}), world {}",
+                        c.campaign_id,
+                        l.state,
+                        l.error.as_deref().unwrap_or("no error"),
+                        if l.simulating { "running" } else { "paused" }
+                    )
+                });
+            saves.into_iter().chain(lease)
         })
         .collect();
     let body = serde_json::json!({

@@ -119,6 +119,7 @@ async fn failing_saves_show_as_degraded_health_until_a_save_succeeds() {
     let link = gateway.open_campaign("alpha").unwrap();
     let _quiet = gateway.open_campaign("beta").unwrap();
     let failing = nexus_gateway::PersistenceHealth {
+        lease: None,
         saves: 3,
         failures: 2,
         last_saved_tick: Some(120),
@@ -152,6 +153,7 @@ async fn failing_saves_show_as_degraded_health_until_a_save_succeeds() {
     );
 
     link.report_persistence(nexus_gateway::PersistenceHealth {
+        lease: None,
         saves: 4,
         failures: 2,
         last_saved_tick: Some(180),

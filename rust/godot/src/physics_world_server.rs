@@ -3,11 +3,16 @@ use std::time::{Duration, Instant};
 
 use godot::classes::{Engine, INode3D, Node, Node3D, Os, ProjectSettings};
 use godot::prelude::*;
-use nexus_gateway::{ActionRequest, CampaignHost, CampaignHostConfig, PersistenceHealth};
+use nexus_gateway::{
+    ActionRequest, CampaignHost, CampaignHostConfig, LeaseHealth, PersistenceHealth,
+};
 use nexus_sim::state::{ObjectDesc, ObjectId, Tick};
 use nexus_sim::{World, WorldConfig, WorldEvent};
 use nexus_store::world_bridge::{change_since, player_records, record_from_world, restore_world};
-use nexus_store::{CampaignRecord, Saver, SaverConfig, SaverEvent};
+use nexus_store::{
+    CampaignRecord, LeaseStatus, PostgresOptions, PostgresStore, Saver, SaverConfig, SaverEvent,
+    StoreError,
+};
 
 use crate::convert::{array_to_quat, array_to_vec3, from_dictionary, to_variant, vec3_to_array};
 use crate::environment_manager::EnvironmentManager;
@@ -98,11 +103,20 @@ pub struct PhysicsWorldServer {
     #[export(global_dir)]
     #[export_group(name = "Persistence")]
     data_dir: GString,
+    /// PostgreSQL database shared by the servers of a cluster
+    /// (`postgres://user[:password]@host[:port]/name`); when set it replaces `data_dir`. The
+    /// campaign is then held through a lease that this server renews: another server takes it
+    /// over if this one dies, and this world pauses when the lease cannot be renewed in time
+    /// (the database unreachable), resuming when it can. `--database=URL` on the command line or
+    /// the `NEXUS_DATABASE_URL` environment variable set it too.
+    #[export]
+    database_url: GString,
     /// Seconds between incremental saves (what a crash may lose at most).
     #[export(range = (0.1, 300.0, 0.1, or_greater, suffix = "s"))]
     #[init(val = 1.0)]
     save_interval: f32,
-    /// Let `--data-dir=DIR` after `--` on the command line override `data_dir`.
+    /// Let `--data-dir=DIR` and `--database=URL` after `--` on the command line (and
+    /// `NEXUS_DATABASE_URL`) override `data_dir` and `database_url`.
     #[export]
     #[init(val = true)]
     allow_command_line: bool,
@@ -125,6 +139,8 @@ struct Persistence {
     /// Failed saves in a row: an outage (full or read-only disk) is logged when it starts, now
     /// and then while it lasts, and when saving resumes, not once a second.
     failing_streak: u64,
+    /// The lease as last reported to the gateway (cluster stores only).
+    reported_lease: Option<LeaseHealth>,
 }
 
 /// While saves keep failing, one log line per this many attempts (about a minute).
@@ -166,6 +182,12 @@ impl INode3D for PhysicsWorldServer {
 
     fn physics_process(&mut self, delta: f64) {
         if self.runner.is_none() {
+            return;
+        }
+        if !self.lease_allows_simulation() {
+            // Time does not pass for a paused world: it resumes where it stopped.
+            self.accumulator = 0.0;
+            self.submit_save(false);
             return;
         }
         let dt = 1.0 / f64::from(self.tick_rate.max(1));
@@ -220,6 +242,14 @@ impl PhysicsWorldServer {
     /// A client sent a `physics:action:v1:requested` the world does not interpret itself.
     #[signal]
     fn action_received(client_id: i64, action: VarDictionary);
+    /// The world stopped or started simulating because its cluster lease could not be renewed
+    /// in time, or could again (`paused` true or false), with the reason.
+    #[signal]
+    fn simulation_paused(paused: bool, reason: GString);
+    /// The campaign's cluster lease is gone (another server took the campaign): the world has
+    /// stopped and its campaign is closed here.
+    #[signal]
+    fn campaign_lost(reason: GString);
 
     /// Builds the world and starts serving. Called at ready when `autostart` is on.
     #[func]
@@ -246,6 +276,7 @@ impl PhysicsWorldServer {
                     saver,
                     submitted_tick: 0,
                     failing_streak: 0,
+                    reported_lease: None,
                 }),
                 loaded,
             ),
@@ -723,6 +754,93 @@ impl PhysicsWorldServer {
         self.runner.as_ref().map(Runner::world)
     }
 
+    /// The cluster database (property, `--database=` or `NEXUS_DATABASE_URL`), or `None`.
+    fn database(&self) -> Option<String> {
+        let mut url = self.database_url.to_string();
+        if self.allow_command_line {
+            if let Ok(value) = std::env::var("NEXUS_DATABASE_URL")
+                && !value.is_empty()
+            {
+                url = value;
+            }
+            for arg in Os::singleton().get_cmdline_user_args().as_slice() {
+                if let Some(value) = arg.to_string().strip_prefix("--database=") {
+                    url = value.to_string();
+                }
+            }
+        }
+        (!url.is_empty()).then_some(url)
+    }
+
+    /// Whether the world may step now: always for local stores; for a cluster store, while the
+    /// lease is safely ahead of its expiry. Reports pauses, resumptions and a lost lease.
+    fn lease_allows_simulation(&mut self) -> bool {
+        let Some(lease) = self
+            .persistence
+            .as_ref()
+            .and_then(|p| p.saver.lease())
+            .cloned()
+        else {
+            return true;
+        };
+        let status = lease.status();
+        let simulating = status.may_simulate(lease.ttl());
+        let was_simulating = self
+            .persistence
+            .as_ref()
+            .and_then(|p| p.reported_lease.as_ref())
+            .is_none_or(|l| l.simulating);
+        let campaign = self.campaign_id.to_string();
+        if let LeaseStatus::Lost { reason } = &status {
+            self.lose_campaign(reason);
+            return false;
+        }
+        if simulating != was_simulating {
+            let reason = match &status {
+                LeaseStatus::Held { .. } => "the lease is renewed".to_string(),
+                LeaseStatus::Renewing { error, .. } | LeaseStatus::Expired { error } => {
+                    error.clone()
+                }
+                LeaseStatus::Lost { reason } => reason.clone(),
+            };
+            if simulating {
+                godot_print!("PhysicsWorldServer {campaign}: simulating again ({reason})");
+            } else {
+                godot_error!(
+                    "PhysicsWorldServer {campaign}: paused: the campaign's lease could not be renewed in time ({reason}); the world is kept and resumes when the database answers"
+                );
+            }
+            self.defer_emit(
+                "simulation_paused",
+                &[
+                    (!simulating).to_variant(),
+                    GString::from(reason.as_str()).to_variant(),
+                ],
+            );
+        }
+        simulating
+    }
+
+    /// Another server owns the campaign now: stop without saving (the database would refuse
+    /// it) and close the campaign here, so its clients reconnect to the new owner.
+    fn lose_campaign(&mut self, reason: &str) {
+        godot_error!(
+            "PhysicsWorldServer {}: the campaign's lease is lost ({reason}); stopping the world and closing the campaign on this server",
+            self.campaign_id
+        );
+        if let Some(persistence) = self.persistence.take() {
+            // The final save is fenced off by the database; its error says so, nothing more.
+            let _ = persistence.saver.shutdown();
+        }
+        self.runner = None;
+        for (_, mut body) in self.bodies.drain() {
+            if body.is_instance_valid() {
+                body.bind_mut().bind_object(None);
+            }
+        }
+        self.defer_emit("campaign_lost", &[GString::from(reason).to_variant()]);
+    }
+
     /// The persistence folder (property or `--data-dir=`), resolved, or `None` when not persisting.
     fn data_directory(&self) -> Option<String> {
         let mut dir = self.data_dir.to_string();
@@ -744,21 +862,59 @@ impl PhysicsWorldServer {
         &self,
         campaign: &str,
     ) -> Result<Option<(Saver, Option<CampaignRecord>)>, String> {
-        let Some(dir) = self.data_directory() else {
-            return Ok(None);
-        };
-        let store = nexus_store::open(&dir).map_err(|e| format!("{dir}: {e}"))?;
         let config = SaverConfig {
             interval: Duration::from_secs_f32(self.save_interval.max(0.1)),
             ..SaverConfig::default()
         };
-        let (saver, loaded) =
-            Saver::start(Box::new(store), campaign, config).map_err(|e| format!("{dir}: {e}"))?;
+        let (saver, loaded, location) = match self.database() {
+            Some(url) => Self::start_cluster_saver(&url, campaign, &config)?,
+            None => {
+                let Some(dir) = self.data_directory() else {
+                    return Ok(None);
+                };
+                let store = nexus_store::open(&dir).map_err(|e| format!("{dir}: {e}"))?;
+                let (saver, loaded) = Saver::start(Box::new(store), campaign, config)
+                    .map_err(|e| format!("{dir}: {e}"))?;
+                (saver, loaded, dir)
+            }
+        };
         godot_print!(
-            "PhysicsWorldServer {campaign}: persisting to {dir} every {} s",
+            "PhysicsWorldServer {campaign}: persisting to {location} every {} s",
             self.save_interval
         );
         Ok(Some((saver, loaded)))
+    }
+
+    /// Opens the campaign in the cluster's database. A lease left by a server that died (not
+    /// renewed any more) is waited out, so a restart right after a crash takes the campaign
+    /// back; a lease a live server keeps renewing is an error after two lease lifetimes.
+    fn start_cluster_saver(
+        url: &str,
+        campaign: &str,
+        config: &SaverConfig,
+    ) -> Result<(Saver, Option<CampaignRecord>, String), String> {
+        let options = PostgresOptions::default();
+        let patience = options.lease_ttl * 2 + Duration::from_secs(1);
+        let started = Instant::now();
+        loop {
+            let store = PostgresStore::connect(url, options.clone()).map_err(|e| e.to_string())?;
+            let location = format!("{} (as {})", store.database(), store.owner());
+            match Saver::start(Box::new(store), campaign, config.clone()) {
+                Ok((saver, loaded)) => return Ok((saver, loaded, location)),
+                Err(StoreError::LeaseHeld {
+                    owner,
+                    expires_in_ms,
+                    ..
+                }) if started.elapsed() < patience => {
+                    godot_print!(
+                        "PhysicsWorldServer {campaign}: the campaign is leased by {owner} for another {expires_in_ms} ms; waiting in case that server is gone"
+                    );
+                    let wait = Duration::from_millis(expires_in_ms.saturating_add(50));
+                    std::thread::sleep(wait.min(Duration::from_millis(500)));
+                }
+                Err(error) => return Err(format!("{location}: {error}")),
+            }
+        }
     }
 
     /// Hands what changed since the last submission to the saver (on its own thread), when a
@@ -828,14 +984,44 @@ impl PhysicsWorldServer {
                 }
             }
         }
-        if saver_reported && let Runner::Hosted(host) = runner {
+        let lease = persistence.saver.lease().map(|lease| {
+            let status = lease.status();
+            let (state, error) = match &status {
+                LeaseStatus::Held { .. } => ("held", None),
+                LeaseStatus::Renewing { error, .. } => ("renewing", Some(error.clone())),
+                LeaseStatus::Expired { error } => ("expired", Some(error.clone())),
+                LeaseStatus::Lost { reason } => ("lost", Some(reason.clone())),
+            };
+            let counts = lease.counts();
+            LeaseHealth {
+                owner: lease.owner().to_string(),
+                epoch: lease.epoch(),
+                state: state.to_string(),
+                simulating: status.may_simulate(lease.ttl()),
+                error,
+                renewals: counts.renewals,
+                renewal_failures: counts.failures,
+            }
+        });
+        let lease_changed = lease.as_ref().map(|l| (&l.state, l.simulating))
+            != persistence
+                .reported_lease
+                .as_ref()
+                .map(|l| (&l.state, l.simulating));
+        if (saver_reported || lease_changed)
+            && let Runner::Hosted(host) = runner
+        {
             let status = persistence.saver.status();
             host.link().report_persistence(PersistenceHealth {
                 saves: status.saves,
                 failures: status.failures,
                 last_saved_tick: status.last_saved_tick,
                 last_error: status.last_error,
+                lease: lease.clone(),
             });
+        }
+        if lease_changed || saver_reported {
+            persistence.reported_lease = lease;
         }
         let world = runner.world();
         if (now || persistence.saver.is_due()) && world.tick() != persistence.submitted_tick {

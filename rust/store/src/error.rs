@@ -120,6 +120,51 @@ pub enum StoreError {
         /// The lock file.
         path: PathBuf,
     },
+    /// A database server (PostgreSQL) failed or cannot be reached.
+    #[error("database {database}: {message}")]
+    Server {
+        /// The database (its URL without the password).
+        database: String,
+        /// The server's or the connection's message, prefixed with what the store was doing.
+        message: String,
+    },
+    /// Another server holds the campaign's lease.
+    #[error(
+        "campaign {campaign:?} is owned by server {owner:?} (its lease runs for another {expires_in_ms} ms): \
+         stop that server, or wait for its lease to expire"
+    )]
+    LeaseHeld {
+        /// The campaign.
+        campaign: String,
+        /// The server holding it.
+        owner: String,
+        /// Time left on its lease.
+        expires_in_ms: u64,
+    },
+    /// The database refused a write made under a lease that is no longer this server's (the
+    /// fencing epoch moved on): another server owns the campaign now.
+    #[error("campaign {campaign:?}: this server no longer owns the campaign: {message}")]
+    Fenced {
+        /// The campaign.
+        campaign: String,
+        /// The database's message (epochs and owner).
+        message: String,
+    },
+    /// The database refused a write because the campaign's lease expired (not renewed in
+    /// time); nobody else holds it yet, so a renewal may still bring it back. Retried.
+    #[error("campaign {campaign:?}: the lease expired before this save: {message}")]
+    LeaseExpired {
+        /// The campaign.
+        campaign: String,
+        /// The database's message.
+        message: String,
+    },
+    /// A write to a campaign this store holds no lease on.
+    #[error("campaign {campaign:?} is not leased by this server: lock it before writing")]
+    NotLeased {
+        /// The campaign.
+        campaign: String,
+    },
     /// The database file of a campaign holds another campaign (renamed by hand).
     #[error(
         "{} holds campaign {found:?}, not {expected:?}: rename campaigns with export and import",
@@ -182,6 +227,11 @@ impl StoreError {
             StoreError::AlreadyExists { .. } => "already_exists",
             StoreError::Locked { .. } => "locked",
             StoreError::CampaignMismatch { .. } => "campaign_mismatch",
+            StoreError::Server { .. } => "database",
+            StoreError::LeaseHeld { .. } => "locked",
+            StoreError::Fenced { .. } => "fenced",
+            StoreError::LeaseExpired { .. } => "lease_expired",
+            StoreError::NotLeased { .. } => "not_leased",
             StoreError::InvalidBackup { .. } => "invalid_backup",
             StoreError::SaverStopped { .. } => "saver_stopped",
             StoreError::SaveFailed { .. } => "save_failed",
@@ -196,6 +246,7 @@ impl StoreError {
             self,
             StoreError::Io { .. }
                 | StoreError::Database { .. }
+                | StoreError::Server { .. }
                 | StoreError::SavedCampaignMissing { .. }
         )
     }

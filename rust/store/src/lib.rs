@@ -7,7 +7,9 @@
 //!   `nexus_sim::state`.
 //! - A [`CampaignStore`] keeps campaigns; [`SqliteStore`] (see [`open`]) is the default: one
 //!   SQLite file per campaign under a data directory, WAL, `synchronous=FULL`, a schema version
-//!   with migrations.
+//!   with migrations. [`PostgresStore`] keeps the campaigns of many server processes in one
+//!   PostgreSQL database, each campaign owned by one server through a [`Lease`] whose fencing
+//!   epoch the database checks on every write ([`postgres`]).
 //! - A [`Saver`] saves one campaign on its own thread: the tick thread submits snapshots or
 //!   changes without ever blocking, the saver writes only what changed ([`CampaignChange`]),
 //!   once per interval, in one transaction, and makes a final save on shutdown.
@@ -24,7 +26,9 @@
 
 pub mod backup;
 mod error;
+pub mod postgres;
 mod record;
+mod rows;
 mod saver;
 mod sqlite;
 mod store;
@@ -32,6 +36,7 @@ pub mod world_bridge;
 pub mod world_save;
 
 pub use error::StoreError;
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{
     CampaignChange, CampaignRecord, MAX_CAMPAIGN_ID_LEN, ObjectRecord, PlayerRecord,
     validate_campaign_id,
@@ -41,4 +46,6 @@ pub use sqlite::{
     APPLICATION_ID, CAMPAIGN_FILE_EXTENSION, MIGRATIONS, Migration, SCHEMA_VERSION, SqliteStore,
     load_campaign_image, open,
 };
-pub use store::{CampaignLock, CampaignStore, CampaignSummary, SaveStats};
+pub use store::{
+    CampaignLock, CampaignStore, CampaignSummary, Lease, LeaseCounts, LeaseStatus, SaveStats,
+};

@@ -32,7 +32,7 @@ use nexus_sim::state::Tick;
 
 use crate::error::StoreError;
 use crate::record::{CampaignChange, CampaignRecord, validate_campaign_id};
-use crate::store::{CampaignLock, CampaignStore, SaveStats};
+use crate::store::{CampaignLock, CampaignStore, Lease, SaveStats};
 
 /// While writes keep failing, a warning every this many attempts (about a minute at 1 s).
 const FAILURE_LOG_EVERY: u64 = 60;
@@ -210,6 +210,7 @@ pub struct Saver {
     submissions: u64,
     coalesced: u64,
     flush_requests: u64,
+    lease: Option<Arc<Lease>>,
 }
 
 impl Saver {
@@ -226,6 +227,7 @@ impl Saver {
     ) -> Result<(Saver, Option<CampaignRecord>), StoreError> {
         validate_campaign_id(campaign_id)?;
         let lock = store.lock_campaign(campaign_id)?;
+        let lease = lock.lease().cloned();
         let loaded = store.load_campaign(campaign_id)?;
         let (sender, receiver) = bounded(config.queue_capacity.max(1));
         let (event_sender, events) = bounded(config.event_capacity.max(1));
@@ -270,6 +272,7 @@ impl Saver {
                 submissions: 0,
                 coalesced: 0,
                 flush_requests: 0,
+                lease,
             },
             loaded,
         ))
@@ -278,6 +281,12 @@ impl Saver {
     /// The campaign saved.
     pub fn campaign_id(&self) -> &str {
         &self.campaign_id
+    }
+
+    /// The campaign's lease, for stores shared by many servers (PostgreSQL): the host must stop
+    /// simulating when [`Lease::may_simulate`] turns false. `None` for a local store.
+    pub fn lease(&self) -> Option<&Arc<Lease>> {
+        self.lease.as_ref()
     }
 
     /// The save interval.
@@ -659,7 +668,9 @@ impl Worker {
         }
         // Take the campaign again before writing (failing with `Locked` if another process took
         // it meanwhile).
-        self.lock = Some(self.store.lock_campaign(&self.campaign_id)?);
+        if self.lock.is_none() {
+            self.lock = Some(self.store.lock_campaign(&self.campaign_id)?);
+        }
         self.reconnect = false;
         Ok(())
     }
@@ -736,9 +747,13 @@ impl Worker {
                 let message = error.to_string();
                 if error.is_storage_failure() {
                     // Let go of every handle on the failed disk (database and lock), so that it
-                    // can be unmounted and repaired while the world runs on.
+                    // can be unmounted and repaired while the world runs on. A lease is kept:
+                    // releasing it would hand the campaign to another server while this one
+                    // still holds the newer world.
                     self.store.close_campaign(&self.campaign_id);
-                    self.lock = None;
+                    if !self.store.lock_survives_reconnect() {
+                        self.lock = None;
+                    }
                     self.reconnect = true;
                 }
                 // Keep the data: a snapshot is diffed again next time, a change is retried.

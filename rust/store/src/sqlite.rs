@@ -27,14 +27,15 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
 
 use crate::error::StoreError;
-use crate::record::{
-    CampaignChange, CampaignRecord, ObjectRecord, PlayerRecord, validate_campaign_id,
+use crate::record::{CampaignChange, CampaignRecord, validate_campaign_id};
+use crate::rows::{
+    decode_environment, decode_object, decode_player, decode_world, encode_object, sql_int,
+    to_json, unix_now,
 };
 use crate::store::{CampaignLock, CampaignStore, CampaignSummary, SaveStats};
 
@@ -510,27 +511,6 @@ fn check_campaign_id(path: &Path, expected: &str, found: &str) -> Result<(), Sto
     }
 }
 
-fn to_json(value: &impl Serialize, campaign_id: &str, what: &str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::InvalidRecord {
-        campaign: campaign_id.to_string(),
-        problems: vec![format!("{what} cannot be encoded: {e}")],
-    })
-}
-
-fn sql_int(value: u64, campaign_id: &str, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::InvalidRecord {
-        campaign: campaign_id.to_string(),
-        problems: vec![format!("{what} {value} is too large to store")],
-    })
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// Writes a change in one IMMEDIATE transaction (the write lock is taken up front, so the
 /// transaction cannot fail half-way on a lock upgrade).
 fn write_change(
@@ -678,22 +658,6 @@ fn write_change(
     Ok(stats)
 }
 
-fn encode_object(
-    object: &ObjectRecord,
-    campaign_id: &str,
-) -> Result<(String, String, String), StoreError> {
-    let what = format!("object {}", object.state.id);
-    let kind = match serde_json::to_value(object.desc.kind) {
-        Ok(serde_json::Value::String(kind)) => kind,
-        _ => format!("{:?}", object.desc.kind),
-    };
-    Ok((
-        kind,
-        to_json(&object.desc, campaign_id, &what)?,
-        to_json(&object.state, campaign_id, &what)?,
-    ))
-}
-
 /// Reads a campaign from a copy of its database file held in memory (the bytes of a
 /// `campaigns/ID.sqlite3`), with the identity checks, migrations and decoding of a load from disk;
 /// no file is read or written. Any bytes give a campaign, `None` or an error, never a panic: the
@@ -760,14 +724,12 @@ fn read_campaign(
         return Ok(None);
     };
     check_campaign_id(path, campaign_id, &found)?;
-    let environment = serde_json::from_str(&environment)
-        .map_err(|e| corrupt("environment".to_string(), e.to_string()))?;
+    let environment = decode_environment(campaign_id, &environment)?;
     let mut record = CampaignRecord::new(campaign_id, environment);
     record.tick = u64::try_from(tick).map_err(|_| corrupt("tick".into(), tick.to_string()))?;
     record.next_object_id = u32::try_from(next_object_id)
         .map_err(|_| corrupt("next_object_id".into(), next_object_id.to_string()))?;
-    record.world = serde_json::from_str(&world)
-        .map_err(|e| corrupt("world data".to_string(), e.to_string()))?;
+    record.world = decode_world(campaign_id, &world)?;
 
     let mut objects = tx
         .prepare("SELECT id, description, state FROM objects ORDER BY id")
@@ -777,17 +739,8 @@ fn read_campaign(
         let id: i64 = row.get(0).map_err(|e| read("read an object", e))?;
         let description: String = row.get(1).map_err(|e| read("read an object", e))?;
         let state: String = row.get(2).map_err(|e| read("read an object", e))?;
-        let what = || format!("object {id}");
-        let desc =
-            serde_json::from_str(&description).map_err(|e| corrupt(what(), e.to_string()))?;
-        let state: nexus_sim::state::ObjectState =
-            serde_json::from_str(&state).map_err(|e| corrupt(what(), e.to_string()))?;
-        if i64::from(state.id) != id {
-            return Err(corrupt(what(), format!("its state says id {}", state.id)));
-        }
-        record
-            .objects
-            .insert(state.id, ObjectRecord { desc, state });
+        let object = decode_object(campaign_id, id, &description, &state)?;
+        record.objects.insert(object.state.id, object);
     }
     drop(rows);
     drop(objects);
@@ -799,8 +752,7 @@ fn read_campaign(
     while let Some(row) = rows.next().map_err(|e| read("read the players", e))? {
         let name: String = row.get(0).map_err(|e| read("read a player", e))?;
         let json: String = row.get(1).map_err(|e| read("read a player", e))?;
-        let player: PlayerRecord = serde_json::from_str(&json)
-            .map_err(|e| corrupt(format!("player {name:?}"), e.to_string()))?;
+        let player = decode_player(campaign_id, &name, &json)?;
         record.players.insert(name, player);
     }
     drop(rows);

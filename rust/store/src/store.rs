@@ -1,6 +1,7 @@
 //! The storage interface every backend implements.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use nexus_sim::state::Tick;
 use serde::{Deserialize, Serialize};
@@ -60,11 +61,21 @@ pub trait CampaignStore: Send {
     /// this way is never created anew: if its file is gone, reads say it does not exist and
     /// writes fail. Stores without open handles do nothing.
     fn close_campaign(&mut self, _campaign_id: &str) {}
+
+    /// Whether a [`CampaignLock`] stays valid across [`close_campaign`]: a lease kept by its own
+    /// connection does, so a saver that lost its database connection keeps the campaign instead
+    /// of releasing it to another server. A file lock on a failed disk does not.
+    ///
+    /// [`close_campaign`]: CampaignStore::close_campaign
+    fn lock_survives_reconnect(&self) -> bool {
+        false
+    }
 }
 
 /// Proof that this process holds a campaign; dropping it releases the campaign.
 pub struct CampaignLock {
     campaign_id: String,
+    lease: Option<Arc<Lease>>,
     _guard: Box<dyn std::any::Any + Send>,
 }
 
@@ -73,8 +84,27 @@ impl CampaignLock {
     pub fn new(campaign_id: &str, guard: Box<dyn std::any::Any + Send>) -> CampaignLock {
         CampaignLock {
             campaign_id: campaign_id.to_string(),
+            lease: None,
             _guard: guard,
         }
+    }
+
+    /// A lock that expires unless renewed (a database lease): `lease` says how it stands.
+    pub fn with_lease(
+        campaign_id: &str,
+        lease: Arc<Lease>,
+        guard: Box<dyn std::any::Any + Send>,
+    ) -> CampaignLock {
+        CampaignLock {
+            campaign_id: campaign_id.to_string(),
+            lease: Some(lease),
+            _guard: guard,
+        }
+    }
+
+    /// The lease behind this lock; `None` for locks that last as long as the process (files).
+    pub fn lease(&self) -> Option<&Arc<Lease>> {
+        self.lease.as_ref()
     }
 
     /// The campaign held.
@@ -131,4 +161,183 @@ pub struct CampaignSummary {
     pub player_count: u64,
     /// Unix time (seconds) of the last save.
     pub saved_at_unix: f64,
+}
+
+/// Ownership of a campaign that expires unless renewed: the lock of a store shared by many
+/// server processes. Every write carries the lease's `epoch`, and the database refuses a write
+/// under an older epoch, so a server that lost its lease can never overwrite the new owner's
+/// saves. A host must also stop simulating before its lease can expire
+/// ([`LeaseStatus::may_simulate`]): another server may load the campaign right after.
+#[derive(Debug)]
+pub struct Lease {
+    campaign_id: String,
+    owner: String,
+    epoch: u64,
+    ttl: Duration,
+    state: Mutex<LeaseState>,
+}
+
+#[derive(Debug)]
+struct LeaseState {
+    /// When the last successful renewal was sent: the database set its expiry at or after this
+    /// moment plus the time to live, so the lease lasts at least until `renewed_at + ttl`.
+    renewed_at: Instant,
+    last_error: Option<String>,
+    lost: Option<String>,
+    counts: LeaseCounts,
+}
+
+/// Renewals of a [`Lease`] so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseCounts {
+    /// Successful renewals.
+    pub renewals: u64,
+    /// Failed renewals.
+    pub failures: u64,
+}
+
+/// How a [`Lease`] stands now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeaseStatus {
+    /// Renewed in time.
+    Held {
+        /// Time left before the lease could expire if no further renewal succeeds.
+        expires_in: Duration,
+    },
+    /// The last renewal failed (the database is unreachable?); still ours for `expires_in`.
+    Renewing {
+        /// Time left before the lease could expire.
+        expires_in: Duration,
+        /// Why the renewal failed.
+        error: String,
+    },
+    /// Not renewed in time: another server may own the campaign by now.
+    Expired {
+        /// Why the renewals failed.
+        error: String,
+    },
+    /// Another server took the campaign, or the lease was released: gone for good.
+    Lost {
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl LeaseStatus {
+    /// Whether the host may go on simulating: the lease is safely ahead of its expiry (by a
+    /// quarter of its time to live, so that a world stops before another server can claim it).
+    pub fn may_simulate(&self, ttl: Duration) -> bool {
+        match self {
+            LeaseStatus::Held { expires_in } | LeaseStatus::Renewing { expires_in, .. } => {
+                *expires_in > ttl / 4
+            }
+            LeaseStatus::Expired { .. } | LeaseStatus::Lost { .. } => false,
+        }
+    }
+}
+
+impl Lease {
+    /// A lease just granted (or renewed) at `granted_at`.
+    pub fn new(
+        campaign_id: &str,
+        owner: &str,
+        epoch: u64,
+        ttl: Duration,
+        granted_at: Instant,
+    ) -> Lease {
+        Lease {
+            campaign_id: campaign_id.to_string(),
+            owner: owner.to_string(),
+            epoch,
+            ttl,
+            state: Mutex::new(LeaseState {
+                renewed_at: granted_at,
+                last_error: None,
+                lost: None,
+                counts: LeaseCounts::default(),
+            }),
+        }
+    }
+
+    /// The campaign leased.
+    pub fn campaign_id(&self) -> &str {
+        &self.campaign_id
+    }
+
+    /// The server holding it.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The fencing epoch: grows by one each time the campaign changes hands.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// How long a renewal keeps the lease.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How the lease stands now.
+    pub fn status(&self) -> LeaseStatus {
+        let state = self.lock();
+        if let Some(reason) = &state.lost {
+            return LeaseStatus::Lost {
+                reason: reason.clone(),
+            };
+        }
+        let expires_in = (state.renewed_at + self.ttl).saturating_duration_since(Instant::now());
+        match (&state.last_error, expires_in.is_zero()) {
+            (None, false) => LeaseStatus::Held { expires_in },
+            (Some(error), false) => LeaseStatus::Renewing {
+                expires_in,
+                error: error.clone(),
+            },
+            (error, true) => LeaseStatus::Expired {
+                error: error
+                    .clone()
+                    .unwrap_or_else(|| "not renewed in time".to_string()),
+            },
+        }
+    }
+
+    /// Whether the host may go on simulating (see [`LeaseStatus::may_simulate`]).
+    pub fn may_simulate(&self) -> bool {
+        self.status().may_simulate(self.ttl)
+    }
+
+    /// A renewal sent at `sent_at` succeeded.
+    pub fn renewed(&self, sent_at: Instant) {
+        let mut state = self.lock();
+        if state.lost.is_none() {
+            state.renewed_at = state.renewed_at.max(sent_at);
+            state.last_error = None;
+            state.counts.renewals += 1;
+        }
+    }
+
+    /// Renewals so far.
+    pub fn counts(&self) -> LeaseCounts {
+        self.lock().counts
+    }
+
+    /// A renewal failed for a reason that may pass (a lost connection).
+    pub fn renewal_failed(&self, error: String) {
+        let mut state = self.lock();
+        state.last_error = Some(error);
+        state.counts.failures += 1;
+    }
+
+    /// The lease is gone for good.
+    pub fn lose(&self, reason: String) {
+        let mut state = self.lock();
+        if state.lost.is_none() {
+            state.lost = Some(reason);
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! `nexus-campaign`: list, export and import campaigns of a Nexus Physics data directory.
+//! `nexus-campaign`: list, export and import campaigns of a Nexus Physics data directory or of a
+//! cluster's PostgreSQL database (export from one, import into the other to move a campaign).
 //!
 //! Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad command line.
 
@@ -6,12 +7,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use nexus_store::backup::{export_campaign, import_campaign, read_backup_file, write_backup_file};
-use nexus_store::{CampaignStore, SqliteStore, StoreError};
+use nexus_store::{CampaignStore, PostgresOptions, PostgresStore, SqliteStore, StoreError};
 use tracing_subscriber::EnvFilter;
 
-/// List, export and import campaigns of a Nexus Physics data directory.
+/// List, export and import campaigns of a Nexus Physics data directory (SQLite) or of a cluster's
+/// PostgreSQL database.
 ///
 /// Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad command line.
 #[derive(Parser, Debug)]
@@ -25,15 +27,13 @@ struct Cli {
 enum Command {
     /// Show the campaigns of a data directory.
     List {
-        /// The server's data directory (where the campaign files are).
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Write a campaign to a JSON backup file.
     Export {
-        /// The server's data directory (where the campaign files are).
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The campaign to export.
         #[arg(long, value_name = "ID")]
         campaign: String,
@@ -47,9 +47,8 @@ enum Command {
     /// Validate a JSON backup and write it into the data directory. Never replaces a campaign
     /// that a running server holds.
     Import {
-        /// The server's data directory (created if missing).
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The backup file to read.
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
@@ -60,6 +59,45 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// Where the campaigns are: exactly one of the two.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+struct StoreArgs {
+    /// A server's data directory (one SQLite file per campaign); import creates it if missing.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A cluster's PostgreSQL database, postgres://user[:password]@host[:port]/name.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+impl StoreArgs {
+    /// Opens the store; `create` lets an import start a new data directory (reads never do, so
+    /// a mistyped path is an error).
+    fn open(&self, create: bool) -> Result<Box<dyn CampaignStore>, StoreError> {
+        match (&self.data_dir, &self.database) {
+            (_, Some(url)) => Ok(Box::new(PostgresStore::connect(
+                url,
+                PostgresOptions {
+                    owner: format!("nexus-campaign:{}", nexus_store::postgres::default_owner()),
+                    ..PostgresOptions::default()
+                },
+            )?)),
+            (Some(dir), None) if create => Ok(Box::new(SqliteStore::open(dir)?)),
+            (Some(dir), None) => Ok(Box::new(SqliteStore::open_existing(dir)?)),
+            (None, None) => unreachable!("clap requires one of --data-dir and --database"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.data_dir, &self.database) {
+            (Some(dir), _) => dir.display().to_string(),
+            (None, Some(_)) => "the database".to_string(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -89,11 +127,11 @@ fn init_tracing() {
 
 fn run(command: Command) -> Result<(), StoreError> {
     match command {
-        Command::List { data_dir } => {
-            let mut store = SqliteStore::open_existing(&data_dir)?;
+        Command::List { store: location } => {
+            let mut store = location.open(false)?;
             let ids = store.list_campaigns()?;
             if ids.is_empty() {
-                println!("no campaigns in {}", data_dir.display());
+                println!("no campaigns in {}", location.describe());
             }
             for id in ids {
                 // One unreadable campaign must not hide the others.
@@ -109,13 +147,13 @@ fn run(command: Command) -> Result<(), StoreError> {
             Ok(())
         }
         Command::Export {
-            data_dir,
+            store,
             campaign,
             out,
             force,
         } => {
-            let mut store = SqliteStore::open_existing(&data_dir)?;
-            let backup = export_campaign(&mut store, &campaign)?;
+            let mut store = store.open(false)?;
+            let backup = export_campaign(store.as_mut(), &campaign)?;
             write_backup_file(&backup, &out, force)?;
             println!(
                 "exported campaign {campaign} (tick {}, {} objects, {} players) to {}",
@@ -127,14 +165,14 @@ fn run(command: Command) -> Result<(), StoreError> {
             Ok(())
         }
         Command::Import {
-            data_dir,
+            store,
             file,
             campaign,
             force,
         } => {
             let backup = read_backup_file(&file)?;
-            let mut store = SqliteStore::open(&data_dir)?;
-            let outcome = import_campaign(&mut store, backup, campaign.as_deref(), force)?;
+            let mut store = store.open(true)?;
+            let outcome = import_campaign(store.as_mut(), backup, campaign.as_deref(), force)?;
             println!(
                 "{} campaign {} from {} (tick {}, {} objects, {} players)",
                 if outcome.replaced {

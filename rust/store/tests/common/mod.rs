@@ -10,6 +10,8 @@ use nexus_sim::state::{
 };
 use nexus_store::{CampaignRecord, ObjectRecord, PlayerRecord};
 
+pub mod pg;
+
 /// A directory removed when dropped.
 pub struct ScratchDir(PathBuf);
 
