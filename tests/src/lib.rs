@@ -101,13 +101,7 @@ pub struct Server {
 impl Server {
     /// Starts `scripts/godot --headless --path godot SCENE -- ARGS` and waits until it listens.
     pub fn start_scene(scene: &str, port: u16, extra: &[&str]) -> Server {
-        let root = repo_root();
-        let mut command = Command::new(root.join("scripts/godot"));
-        command
-            .current_dir(&root)
-            .args(["--headless", "--path", "godot", scene, "--", "--dev"]);
-        command.arg(format!("--port={port}")).args(extra);
-        Self::spawn(command, port)
+        Self::spawn(scene_command(scene, port, extra), port)
     }
 
     /// The server's process id (Godot's own: the scripts exec it).
@@ -269,6 +263,17 @@ pub fn run_to_exit(mut command: Command, timeout: Duration) -> (Option<i32>, Str
     let log = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
     (code, log)
+}
+
+/// `scripts/godot --headless --path godot SCENE -- --dev --port=PORT EXTRA...`, not started.
+pub fn scene_command(scene: &str, port: u16, extra: &[&str]) -> Command {
+    let root = repo_root();
+    let mut command = Command::new(root.join("scripts/godot"));
+    command
+        .current_dir(&root)
+        .args(["--headless", "--path", "godot", scene, "--", "--dev"]);
+    command.arg(format!("--port={port}")).args(extra);
+    command
 }
 
 /// A raw JSON WebSocket client.

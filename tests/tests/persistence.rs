@@ -362,20 +362,7 @@ async fn a_campaign_in_postgres_survives_a_crash_is_held_by_one_server_and_waits
         .unwrap();
 
     // A second server on the same campaign: refused with the owner's name, exit code 1.
-    let root = nexus_e2e::repo_root();
-    let mut second = std::process::Command::new(root.join("scripts/godot"));
-    second
-        .current_dir(&root)
-        .args([
-            "--headless",
-            "--path",
-            "godot",
-            "res://scenes/demo.tscn",
-            "--",
-            "--dev",
-        ])
-        .arg(format!("--port={}", free_port()))
-        .arg(&database);
+    let second = nexus_e2e::scene_command("res://scenes/demo.tscn", free_port(), &[&database]);
     let (code, log) = nexus_e2e::run_to_exit(second, Duration::from_secs(90));
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("is owned by server"), "{log}");
@@ -485,7 +472,6 @@ async fn a_campaign_in_postgres_survives_a_crash_is_held_by_one_server_and_waits
 /// A database URL that cannot work stops the server at start, with the reason.
 #[test]
 fn a_bad_database_url_stops_the_start_with_the_reason() {
-    let root = nexus_e2e::repo_root();
     for (url, reason) in [
         ("postgres://nexus@127.0.0.1:1/nexus", "cannot connect"),
         (
@@ -493,19 +479,8 @@ fn a_bad_database_url_stops_the_start_with_the_reason() {
             "invalid database URL",
         ),
     ] {
-        let mut command = std::process::Command::new(root.join("scripts/godot"));
-        command
-            .current_dir(&root)
-            .args([
-                "--headless",
-                "--path",
-                "godot",
-                "res://scenes/demo.tscn",
-                "--",
-                "--dev",
-            ])
-            .arg(format!("--port={}", free_port()))
-            .arg(format!("--database={url}"));
+        let database = format!("--database={url}");
+        let command = nexus_e2e::scene_command("res://scenes/demo.tscn", free_port(), &[&database]);
         let (code, log) = nexus_e2e::run_to_exit(command, Duration::from_secs(90));
         assert_eq!(code, Some(1), "{url}: {log}");
         assert!(log.contains(reason), "{url}: {log}");

@@ -414,6 +414,21 @@ impl CampaignChange {
         self.row_count() == 0 && self.environment.is_none() && self.world.is_none()
     }
 
+    /// Refuses a change that cannot be written to `campaign_id` (a bad id, invalid rows),
+    /// before any backend touches its database.
+    pub fn check_writable(&self, campaign_id: &str) -> Result<(), StoreError> {
+        validate_campaign_id(campaign_id)?;
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::InvalidRecord {
+                campaign: campaign_id.to_string(),
+                problems,
+            })
+        }
+    }
+
     /// Lists what makes this change unfit to store (empty when fine).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();

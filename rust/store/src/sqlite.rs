@@ -314,14 +314,7 @@ impl CampaignStore for SqliteStore {
         campaign_id: &str,
         change: &CampaignChange,
     ) -> Result<SaveStats, StoreError> {
-        validate_campaign_id(campaign_id)?;
-        let problems = change.problems();
-        if !problems.is_empty() {
-            return Err(StoreError::InvalidRecord {
-                campaign: campaign_id.to_string(),
-                problems,
-            });
-        }
+        change.check_writable(campaign_id)?;
         self.write(campaign_id, change, false)
     }
 
