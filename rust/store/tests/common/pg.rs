@@ -25,11 +25,33 @@ fn run(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
-/// The URL of a new, empty database for one test.
+/// The URL of a new, empty database for one test, on this checkout's own test server (its data
+/// under `target/`, reused while it runs; started on a free port otherwise), so that nothing else
+/// on the machine — a developer's server on the default port — changes the result.
 pub fn database(name: &str) -> String {
-    static STARTED: OnceLock<String> = OnceLock::new();
-    STARTED.get_or_init(|| run(&["start"]));
-    run(&["createdb", &format!("test_{name}_{}", std::process::id())])
+    static SERVER: OnceLock<(String, String)> = OnceLock::new();
+    let (port, data) = SERVER.get_or_init(|| {
+        let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pg-store-tests");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let data = format!("--data={}", data.display());
+        let url = run(&["start", &format!("--port={port}"), &data]);
+        // A server already running on that data keeps its own port: the URL says which.
+        let port = url
+            .rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next())
+            .expect("a URL with a port")
+            .to_string();
+        (port, data)
+    });
+    run(&[
+        "createdb",
+        &format!("test_{name}_{}", std::process::id()),
+        &format!("--port={port}"),
+        data,
+    ])
 }
 
 /// A raw connection, for what a test does behind the store's back.
