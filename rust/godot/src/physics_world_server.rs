@@ -796,13 +796,10 @@ impl PhysicsWorldServer {
             return false;
         }
         if simulating != was_simulating {
-            let reason = match &status {
-                LeaseStatus::Held { .. } => "the lease is renewed".to_string(),
-                LeaseStatus::Renewing { error, .. } | LeaseStatus::Expired { error } => {
-                    error.clone()
-                }
-                LeaseStatus::Lost { reason } => reason.clone(),
-            };
+            let reason = status
+                .problem()
+                .unwrap_or("the lease is renewed")
+                .to_string();
             if simulating {
                 godot_print!("PhysicsWorldServer {campaign}: simulating again ({reason})");
             } else {
@@ -984,43 +981,42 @@ impl PhysicsWorldServer {
                 }
             }
         }
-        let lease = persistence.saver.lease().map(|lease| {
-            let status = lease.status();
-            let (state, error) = match &status {
-                LeaseStatus::Held { .. } => ("held", None),
-                LeaseStatus::Renewing { error, .. } => ("renewing", Some(error.clone())),
-                LeaseStatus::Expired { error } => ("expired", Some(error.clone())),
-                LeaseStatus::Lost { reason } => ("lost", Some(reason.clone())),
-            };
-            let counts = lease.counts();
-            LeaseHealth {
-                owner: lease.owner().to_string(),
-                epoch: lease.epoch(),
-                state: state.to_string(),
-                simulating: status.may_simulate(lease.ttl()),
-                error,
-                renewals: counts.renewals,
-                renewal_failures: counts.failures,
-            }
-        });
-        let lease_changed = lease.as_ref().map(|l| (&l.state, l.simulating))
+        // Compared every frame, built only when reported: the lease's state and whether the
+        // world simulates.
+        let lease = persistence
+            .saver
+            .lease()
+            .map(|lease| (lease, lease.status()));
+        let lease_changed = lease
+            .as_ref()
+            .map(|(lease, status)| (status.name(), status.may_simulate(lease.ttl())))
             != persistence
                 .reported_lease
                 .as_ref()
-                .map(|l| (&l.state, l.simulating));
-        if (saver_reported || lease_changed)
-            && let Runner::Hosted(host) = runner
-        {
-            let status = persistence.saver.status();
-            host.link().report_persistence(PersistenceHealth {
-                saves: status.saves,
-                failures: status.failures,
-                last_saved_tick: status.last_saved_tick,
-                last_error: status.last_error,
-                lease: lease.clone(),
+                .map(|l| (l.state.as_str(), l.simulating));
+        if saver_reported || lease_changed {
+            let lease = lease.map(|(lease, status)| {
+                let counts = lease.counts();
+                LeaseHealth {
+                    owner: lease.owner().to_string(),
+                    epoch: lease.epoch(),
+                    state: status.name().to_string(),
+                    simulating: status.may_simulate(lease.ttl()),
+                    error: status.problem().map(str::to_string),
+                    renewals: counts.renewals,
+                    renewal_failures: counts.failures,
+                }
             });
-        }
-        if lease_changed || saver_reported {
+            if let Runner::Hosted(host) = runner {
+                let status = persistence.saver.status();
+                host.link().report_persistence(PersistenceHealth {
+                    saves: status.saves,
+                    failures: status.failures,
+                    last_saved_tick: status.last_saved_tick,
+                    last_error: status.last_error,
+                    lease: lease.clone(),
+                });
+            }
             persistence.reported_lease = lease;
         }
         let world = runner.world();

@@ -224,6 +224,25 @@ pub enum LeaseStatus {
 }
 
 impl LeaseStatus {
+    /// `held`, `renewing`, `expired` or `lost`, for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LeaseStatus::Held { .. } => "held",
+            LeaseStatus::Renewing { .. } => "renewing",
+            LeaseStatus::Expired { .. } => "expired",
+            LeaseStatus::Lost { .. } => "lost",
+        }
+    }
+
+    /// Why the lease is not simply held; `None` when it is.
+    pub fn problem(&self) -> Option<&str> {
+        match self {
+            LeaseStatus::Held { .. } => None,
+            LeaseStatus::Renewing { error, .. } | LeaseStatus::Expired { error } => Some(error),
+            LeaseStatus::Lost { reason } => Some(reason),
+        }
+    }
+
     /// Whether the host may go on simulating: the lease is safely ahead of its expiry (by a
     /// quarter of its time to live, so that a world stops before another server can claim it).
     pub fn may_simulate(&self, ttl: Duration) -> bool {
